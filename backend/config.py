@@ -1,0 +1,380 @@
+"""The run's config: schema, loading with line numbers, and `--set` overrides.
+
+A bad config raises :class:`ConfigError`, which names the file, the line, the
+setting and the fix. Nothing is started before :func:`load_config` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Path_ = tuple[str, ...]
+
+
+class ConfigError(Exception):
+    """A config problem a user can fix. ``str()`` is the whole message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        setting: str = "",
+        fix: str = "",
+        source: str = "",
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.setting = setting
+        self.fix = fix
+        self.source = source  # "--set a.b=..." when the value came from the command line
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.source:
+            where = f"{where} (overridden by {self.source})" if self.line else self.source
+        head = f"{where}: {self.setting}: {self.message}" if self.setting else f"{where}: {self.message}"
+        return f"{head}\n  fix: {self.fix}" if self.fix else head
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalRunnerConfig(_Strict):
+    kind: Literal["local"] = "local"
+
+
+class JobConfig(_Strict):
+    workdir: str = "."
+    setup: list[str] = Field(default_factory=list)
+    command: str
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_minutes: float | None = Field(default=None, gt=0)
+    outputs: list[str] = Field(default_factory=list)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_scalars(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(item, dict | list) or item is None:
+                    raise ValueError(f"env value for {key!r} must be a string or number")
+                out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+            return out
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_relative(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a path inside the repository, relative to its root")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_relative(cls, value: list[str]) -> list[str]:
+        for item in value:
+            path = Path(item)
+            if path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{item!r} must be relative to the job's workdir")
+        return value
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str = "sqlite:///.trainboard/mlflow.db"
+    experiment: str = "trainboard"
+    poll_interval: float = Field(default=2.0, gt=0, le=300)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite:///|https?://|file:|databricks)", value):
+            raise ValueError("must start with sqlite:///, http://, https:// or file:")
+        return value
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class MetricSpec(_Strict):
+    display: str | None = None
+    goal: Literal["max", "min"] = "max"
+    digits: int = Field(default=4, ge=0, le=10)
+
+
+class Gate(_Strict):
+    min: float | None = None
+    max: float | None = None
+    min_delta: float | None = None
+    max_delta: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Gate:
+        if all(v is None for v in (self.min, self.max, self.min_delta, self.max_delta)):
+            raise ValueError("a gate needs at least one of min, max, min_delta, max_delta")
+        return self
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.min_delta is not None:
+            parts.append(f"Δ >= {self.min_delta:+g}")
+        if self.max_delta is not None:
+            parts.append(f"Δ <= {self.max_delta:+g}")
+        return ", ".join(parts)
+
+
+class CompareConfig(_Strict):
+    base: str = "main"
+    gates: dict[str, Gate] = Field(default_factory=dict)
+
+
+class ReportConfig(_Strict):
+    log_lines: int = Field(default=30, ge=0, le=1000)
+
+
+class RunConfig(_Strict):
+    name: str = "trainboard"
+    runner: LocalRunnerConfig = Field(default_factory=LocalRunnerConfig)
+    job: JobConfig
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    metrics: dict[str, MetricSpec] = Field(min_length=1)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    params: dict[str, Any] = Field(default_factory=dict)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _gates_name_metrics(self) -> RunConfig:
+        for key in self.compare.gates:
+            if key not in self.metrics:
+                raise _GateError(key, sorted(self.metrics))
+        return self
+
+    def display_name(self, key: str) -> str:
+        spec = self.metrics.get(key)
+        return (spec.display if spec and spec.display else key)
+
+    def params_hash(self) -> str:
+        blob = json.dumps(self.params, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class _GateError(ValueError):
+    def __init__(self, key: str, known: list[str]) -> None:
+        self.key = key
+        self.known = known
+        super().__init__(f"gate for unknown metric {key!r}")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: RunConfig
+    path: Path
+    overrides: tuple[str, ...]
+    raw: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise _DuplicateKey(str(key), key_node.start_mark.line + 1, seen[key])
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        self.key, self.line, self.first = key, line, first
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_map(node: yaml.Node | None, path: Path_ = (), out: dict[Path_, int] | None = None) -> dict[Path_, int]:
+    """Every setting's dotted path -> the 1-based line where it is written."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*path, str(key_node.value))
+            out[key_path] = key_node.start_mark.line + 1
+            _line_map(value_node, key_path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            item_path = (*path, str(index))
+            out[item_path] = item.start_mark.line + 1
+            _line_map(item, item_path, out)
+    return out
+
+
+_FIXES: dict[str, str] = {
+    "missing": "add it; sample_params.yaml documents every setting",
+    "extra_forbidden": "remove it or check its spelling; sample_params.yaml lists the settings",
+    "literal_error": "use one of the values named above",
+    "float_parsing": "write a number",
+    "int_parsing": "write a whole number",
+    "greater_than": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "too_short": "add at least one entry",
+    "dict_type": "write a mapping (key: value lines indented below it)",
+    "list_type": "write a list (lines starting with '- ')",
+    "string_type": "write a string; quote it if YAML reads it as something else",
+}
+
+_SETTING_FIXES: dict[str, str] = {
+    "runner.kind": "use kind: local (the ssh and ec2 runners are not part of this version)",
+    "job.command": 'set job.command to the command that trains, e.g. "python train.py"',
+    "metrics": "list the metrics to follow, e.g. metrics: {f1: {goal: max}}",
+    "mlflow.tracking_uri": "e.g. sqlite:///.trainboard/mlflow.db or http://mlflow.internal:5000",
+}
+
+
+def _apply_override(data: dict[str, Any], item: str) -> Path_:
+    if "=" not in item:
+        raise ConfigError(
+            f"override {item!r} is not of the form a.b=value",
+            file="--set",
+            fix="write --set job.command='python train.py' or --set params.epochs=2",
+        )
+    dotted, _, text = item.partition("=")
+    keys = tuple(k for k in dotted.strip().split(".") if k)
+    if not keys:
+        raise ConfigError(f"override {item!r} names no setting", file="--set", fix="write --set a.b=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node: Any = data
+    for key in keys[:-1]:
+        child = node.get(key) if isinstance(node, dict) else None
+        if child is None:
+            child = {}
+            node[key] = child
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"cannot set {dotted}: {key} is not a mapping",
+                file="--set",
+                setting=dotted,
+                fix=f"override {key} itself, or a key of a mapping",
+            )
+        node = child
+    node[keys[-1]] = value
+    return keys
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Read, override and validate a config file. Raises ConfigError."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=shown, fix="pass the path of your params file, e.g. sample_params.yaml") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read it: {exc}", file=shown) from None
+
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=_LineLoader)
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{dup.key!r} is set twice (first on line {dup.first})",
+            file=shown,
+            line=dup.line,
+            setting=dup.key,
+            fix="keep one of them",
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(
+            f"not valid YAML: {exc.problem or exc}",
+            file=shown,
+            line=mark.line + 1 if mark else None,
+            fix="check the indentation and quoting on that line",
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of settings", file=shown, line=1,
+                          fix="start from sample_params.yaml")
+    lines = _line_map(node)
+    overridden: dict[Path_, str] = {}
+    for item in overrides:
+        keys = _apply_override(data, item)
+        overridden[keys] = f"--set {item}"
+
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, shown, lines, overridden) from None
+    return LoadedConfig(config=config, path=path, overrides=tuple(overrides), raw=data)
+
+
+def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridden: dict[Path_, str]) -> ConfigError:
+    """Turn pydantic's first error into a ConfigError with file, line, setting and fix."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    kind = error["type"]
+    message = error["msg"]
+    ctx_error = (error.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _GateError):
+        loc = ("compare", "gates", ctx_error.key)
+        message = f"no metric named {ctx_error.key!r} is followed"
+        fix = f"gate one of the metrics: {', '.join(ctx_error.known)}, or add it under metrics"
+    else:
+        message = message.removeprefix("Value error, ")
+        setting = ".".join(loc)
+        fix = _SETTING_FIXES.get(setting, "") if kind != "extra_forbidden" else ""
+        fix = fix or _FIXES.get(kind, "see the comments in sample_params.yaml")
+        if kind == "extra_forbidden":
+            message = "unknown setting"
+    # The deepest written path names the line; a missing key points at its parent.
+    probe = loc
+    line = None
+    while probe:
+        if probe in lines:
+            line = lines[probe]
+            break
+        probe = probe[:-1]
+    source = ""
+    for keys, text in overridden.items():
+        if loc[: len(keys)] == keys or keys[: len(loc)] == loc:
+            source = text
+            break
+    return ConfigError(message, file=file, line=line, setting=".".join(loc), fix=fix, source=source)

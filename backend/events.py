@@ -1,0 +1,162 @@
+"""The one vocabulary the session speaks to its views.
+
+Every event is an immutable dataclass. The Textual dashboard and the headless
+renderer subscribe to the same stream and hold no run logic of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backend.compare import Comparison
+
+
+class Stage(str, Enum):
+    CHECK = "check"
+    PROVISION = "provision"
+    SYNC = "sync"
+    TRAIN = "train"
+    COLLECT = "collect"
+    COMPARE = "compare"
+    REPORT = "report"
+    TEARDOWN = "teardown"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+class StageState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class: every event carries the wall-clock time it was made."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    run_id: str
+    branch: str
+    commit: str
+    runner_kind: str
+    config_path: str
+    run_dir: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class StageChanged(Event):
+    stage: Stage
+    state: StageState
+    detail: str = ""
+    elapsed: float = 0.0  # seconds spent in the stage so far (final when DONE/FAILED)
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerChanged(Event):
+    state: str  # e.g. "provisioning", "ready", "busy", "stopped"
+    kind: str
+    address: str = ""
+    details: tuple[tuple[str, str], ...] = ()
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLines(Event):
+    """A batch of complete lines from one of the runner's log files.
+
+    ``offset`` is the byte offset in that file just after the last line.
+    """
+
+    source: str  # "setup" or "job"
+    lines: tuple[str, ...]
+    offset: int
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    key: str
+    value: float
+    step: int
+    timestamp: int  # milliseconds, as MLflow stores it
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoints(Event):
+    points: tuple[MetricPoint, ...]
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingReady(Event):
+    """The MLflow run exists; the job will log into it."""
+
+    tracking_uri: str
+    experiment: str
+    mlflow_run_id: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineFound(Event):
+    """The base branch's latest finished run, or none (``mlflow_run_id`` empty)."""
+
+    branch: str
+    mlflow_run_id: str
+    metrics: tuple[tuple[str, float], ...] = ()
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished(Event):
+    exit_code: int
+    duration: float
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonReady(Event):
+    comparison: Comparison
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportWritten(Event):
+    path: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    message: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRaised(Event):
+    stage: Stage | None
+    message: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    outcome: int  # an ExitCode value
+    status: str  # "succeeded", "gate-failed", "job-failed", "error", "cancelled"
+    duration: float
+    at: float = field(default_factory=_now)

@@ -1,0 +1,75 @@
+"""What git says about the repository being run: root, branch, commit, files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class GitState:
+    root: Path
+    branch: str
+    commit: str  # "" before the first commit, or outside git
+    dirty: bool
+    is_git: bool
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=30
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def repo_root(start: Path) -> Path:
+    """The git top level containing ``start``, or ``start`` itself outside git."""
+    top = _git(start, "rev-parse", "--show-toplevel")
+    return Path(top) if top else start.resolve()
+
+
+def git_state(root: Path) -> GitState:
+    if _git(root, "rev-parse", "--is-inside-work-tree") != "true":
+        return GitState(root=root, branch="(no git)", commit="", dirty=False, is_git=False)
+    commit = _git(root, "rev-parse", "HEAD") or ""
+    branch = _ci_branch() or _git(root, "symbolic-ref", "--short", "-q", "HEAD") or "HEAD"
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    return GitState(root=root, branch=branch, commit=commit, dirty=dirty, is_git=True)
+
+
+def _ci_branch() -> str | None:
+    # In a pull request's CI the checkout is detached: the event names the branch.
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME") or None
+    return None
+
+
+SKIP_DIRS = {".git", ".trainboard", ".venv", "venv", "__pycache__", "node_modules"}
+
+
+def files_to_sync(state: GitState) -> list[str]:
+    """The current commit plus uncommitted changes, honouring .gitignore.
+
+    Tracked files as they are in the working tree, and untracked files that
+    git does not ignore. Outside git: every file, less the usual caches.
+    """
+    if state.is_git:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=state.root,
+            capture_output=True,
+            check=True,
+        ).stdout
+        names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
+        return [n for n in names if n.split("/", 1)[0] not in SKIP_DIRS and (state.root / n).exists()]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(state.root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        rel = Path(dirpath).relative_to(state.root)
+        found.extend(str(rel / f) if str(rel) != "." else f for f in filenames)
+    return sorted(found)

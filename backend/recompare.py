@@ -1,0 +1,40 @@
+"""`trainboard compare RUN`: a recorded run against its base branch's latest finished run."""
+
+from __future__ import annotations
+
+from backend.compare import Comparison, compare
+from backend.config import RunConfig
+from backend.store import RunRecord
+from backend.tracking import Tracking, TrackingError
+
+
+class RecompareError(Exception):
+    pass
+
+
+def recompare(record: RunRecord) -> Comparison:
+    config = RunConfig.model_validate(record.get("config") or {})
+    mlflow = record.get("mlflow") or {}
+    run_id = mlflow.get("run_id")
+    if not run_id:
+        raise RecompareError(f"run {record.run_id} has no MLflow run (status: {record.get('status')})")
+    if record.get("status") not in ("succeeded", "gate-failed"):
+        raise RecompareError(f"run {record.run_id} did not finish its job (status: {record.get('status')})")
+    tracking = Tracking(mlflow["tracking_uri"], mlflow["experiment"])
+    try:
+        after, _ = tracking.run_metrics(run_id)
+        base = tracking.baseline(config.compare.base, exclude_run_id=run_id)
+    except TrackingError as exc:
+        raise RecompareError(str(exc)) from exc
+    label = ""
+    if base is not None:
+        label = f"{config.compare.base} @ {base.commit[:7] or '?'}"
+        if base.trainboard_run_id:
+            label += f" (run {base.trainboard_run_id})"
+    return compare(
+        config,
+        after,
+        base.metrics if base else None,
+        baseline_run_id=base.mlflow_run_id if base else "",
+        baseline_label=label,
+    )

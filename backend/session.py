@@ -1,0 +1,509 @@
+"""The run: check, provision, sync, train, collect, compare, report, tear down.
+
+A :class:`Session` runs the stages and publishes immutable events (see
+``backend.events``) to its subscribers. Views hold no run logic: they render
+events and call :meth:`Session.cancel`. Teardown runs in ``finally``, on
+success, failure, cancel, Ctrl-C and SIGTERM alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backend import events as ev
+from backend.compare import Comparison, compare
+from backend.config import ConfigError, LoadedConfig
+from backend.events import Stage, StageState
+from backend.exitcodes import ExitCode
+from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
+from backend.logtail import CHUNK_SIZE, LineSplitter
+from backend.runners import JobHandle, JobSpec, Runner, RunnerError, make_runner
+from backend.store import RunRecord, RunStore, new_run_id
+from backend.tracking import (
+    BRANCH_TAG,
+    COMMIT_TAG,
+    PARAMS_HASH_TAG,
+    RUN_TAG,
+    Baseline,
+    MetricCursor,
+    Tracking,
+    TrackingError,
+    prefetch,
+    resolve_uri,
+)
+
+Subscriber = Callable[[ev.Event], None]
+
+TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
+
+
+class JobFailed(Exception):
+    def __init__(self, message: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class EventBus:
+    """Synchronous fan-out: every subscriber sees every event, in order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def publish(self, event: ev.Event) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
+
+
+class Session:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        root: Path | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.root = root or repo_root(loaded.path.resolve().parent)
+        self.store = RunStore(self.root / ".trainboard")
+        self.run_id = run_id or new_run_id()
+        self.bus = EventBus()
+        self.record: RunRecord | None = None
+        self.runner: Runner | None = None
+        self.tracking: Tracking | None = None
+        self.mlflow_run_id = ""
+        self.baseline: Baseline | None = None
+        self.comparison: Comparison | None = None
+        self.git: GitState | None = None
+        self.points: list[ev.MetricPoint] = []
+        self.latest: dict[str, float] = {}
+        self._job: JobHandle | None = None
+        self._job_exit: int | None = None
+        self._job_seconds: float | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancel_reason = ""
+        self._stage_started: dict[Stage, float] = {}
+        self._ended: set[Stage] = set()
+        self._cursor = MetricCursor()
+        self._started = 0.0
+
+    # ------------------------------------------------------------------ API for views
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        return self.bus.subscribe(callback)
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Stop the run and tear down. Returns False if it was already stopping."""
+        if self._cancel_reason or self._task is None or self._task.done():
+            return False
+        self._cancel_reason = reason
+        self._task.cancel()
+        return True
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.runs / self.run_id
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> ExitCode:
+        self._task = asyncio.current_task()
+        self._started = time.time()
+        outcome = ExitCode.INFRA_ERROR
+        failed_stage: Stage | None = None
+        try:
+            outcome = await self._stages()
+        except asyncio.CancelledError:
+            outcome = ExitCode.INTERRUPTED
+            failed_stage = self._current_stage()
+            self._publish(ev.Notice(f"{self._cancel_reason or 'cancelled'}: tearing down"))
+        except ConfigError as exc:
+            outcome, failed_stage = ExitCode.CONFIG_ERROR, self._current_stage()
+            self._error(failed_stage, str(exc))
+        except JobFailed as exc:
+            outcome, failed_stage = ExitCode.JOB_FAILED, self._current_stage()
+            self._error(failed_stage, str(exc))
+        except (RunnerError, TrackingError, OSError) as exc:
+            outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
+            self._error(failed_stage, f"{type(exc).__name__}: {exc}")
+        finally:
+            if failed_stage is not None:
+                self._end_stage(failed_stage, StageState.FAILED)
+            await self._teardown(outcome)
+        return outcome
+
+    async def _stages(self) -> ExitCode:
+        cfg = self.config
+        async with self._stage(Stage.CHECK):
+            mlflow_import = prefetch()
+            self.git = git_state(self.root)
+            if not (self.root / cfg.job.workdir).is_dir():
+                raise ConfigError(
+                    f"folder {cfg.job.workdir!r} does not exist in {self.root}",
+                    file=str(self.loaded.path),
+                    setting="job.workdir",
+                    fix="name a folder of the repository, relative to its root",
+                )
+            uri = resolve_uri(cfg.mlflow.tracking_uri, self.root)
+            self.tracking = Tracking(uri, cfg.mlflow.experiment, self.root / ".trainboard" / "mlartifacts")
+            self.record = self.store.create(
+                self.run_id,
+                name=cfg.name,
+                config_path=str(self.loaded.path),
+                overrides=list(self.loaded.overrides),
+                config=self.loaded.raw,
+                branch=self.git.branch,
+                commit=self.git.commit,
+                dirty=self.git.dirty,
+                runner={"kind": cfg.runner.kind},
+                mlflow={"tracking_uri": uri, "experiment": cfg.mlflow.experiment, "run_id": ""},
+                status="running",
+                stages={},
+                trainboard_pid=os.getpid(),
+            )
+            self._publish(
+                ev.RunStarted(
+                    run_id=self.run_id,
+                    branch=self.git.branch,
+                    commit=self.git.commit,
+                    runner_kind=cfg.runner.kind,
+                    config_path=str(self.loaded.path),
+                    run_dir=str(self.run_dir),
+                )
+            )
+
+        async with self._stage(Stage.PROVISION):
+            self._publish(ev.RunnerChanged(state="provisioning", kind=cfg.runner.kind))
+            self.runner = make_runner(cfg.runner.kind, str(self.run_dir))
+            host = await self.runner.provision()
+            self.record.update(runner={"kind": host.kind, "address": host.address, "workspace": host.workspace})
+            self._publish(ev.RunnerChanged(state="ready", kind=host.kind, address=host.address, details=host.details))
+
+        async with self._stage(Stage.SYNC) as note:
+            files = await asyncio.to_thread(files_to_sync, self.git)
+            params = yaml.safe_dump(cfg.params, sort_keys=False).encode()
+            params_path = str(Path(cfg.job.workdir) / "params.yaml")
+            await self.runner.sync(self.root, files, {params_path: params})
+            note(f"{len(files)} files + params.yaml")
+            # The MLflow run is created while setup runs: the job needs its id.
+            tracking_task = asyncio.create_task(self._open_tracking(mlflow_import))
+            try:
+                if cfg.job.setup:
+                    self._publish(ev.RunnerChanged(state="setting up", kind=cfg.runner.kind))
+                    handle = await self.runner.start(self._spec("setup", tuple(cfg.job.setup)))
+                    code = await self._follow(handle, "setup")
+                    if code != 0:
+                        raise JobFailed(f"setup failed with exit code {code}: see setup.log", code)
+                await tracking_task
+            finally:
+                if not tracking_task.done():
+                    tracking_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await tracking_task
+
+        async with self._stage(Stage.TRAIN):
+            self._publish(ev.RunnerChanged(state="training", kind=cfg.runner.kind))
+            env = {
+                "MLFLOW_TRACKING_URI": self.tracking.tracking_uri,
+                "MLFLOW_RUN_ID": self.mlflow_run_id,
+                "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
+                "TRAINBOARD_RUN_ID": self.run_id,
+            }
+            handle = await self.runner.start(self._spec("job", (cfg.job.command,), env))
+            self._job = handle
+            self.record.update(job={"pid": handle.pid, "log": handle.log_path, "exit_path": handle.exit_path,
+                                    "started_at": handle.started_at})
+            poller = asyncio.create_task(self._poll_metrics())
+            try:
+                timeout = cfg.job.timeout_minutes * 60 if cfg.job.timeout_minutes else None
+                try:
+                    code = await asyncio.wait_for(self._follow(handle, "job"), timeout)
+                except TimeoutError:
+                    await self.runner.stop(handle)
+                    raise JobFailed(f"the job ran past job.timeout_minutes ({cfg.job.timeout_minutes:g})", None) from None
+            finally:
+                poller.cancel()
+                with contextlib.suppress(BaseException):
+                    await poller
+            self._job_exit = code
+            self._job_seconds = time.time() - handle.started_at
+            self.record.update(job_exit_code=code, job_seconds=self._job_seconds)
+            self._publish(ev.JobFinished(exit_code=code, duration=self._job_seconds))
+
+        async with self._stage(Stage.COLLECT) as note:
+            await self._poll_once()  # points logged after the last poll
+            status = "FINISHED" if code == 0 else "FAILED"
+            await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, status)
+            got = []
+            for rel in cfg.job.outputs:
+                src = str(Path(cfg.job.workdir) / rel)
+                if await self.runner.fetch(src, self.run_dir / Path(rel).name):
+                    got.append(rel)
+            missing = sorted(set(cfg.job.outputs) - set(got))
+            note(f"{len(got)} outputs" + (f", missing: {', '.join(missing)}" if missing else ""))
+
+        if code != 0:
+            raise JobFailed(f"the job exited with code {code}", code)
+
+        async with self._stage(Stage.COMPARE) as note:
+            self.comparison = self._compare(final=True)
+            note(self.comparison.verdict)
+            self._publish(ev.ComparisonReady(self.comparison))
+            self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed)
+
+        async with self._stage(Stage.REPORT):
+            path = await self._write_report("succeeded" if self.comparison.passed else "gate-failed")
+            self._publish(ev.ReportWritten(str(path)))
+
+        return ExitCode.OK if self.comparison.passed else ExitCode.GATE_FAILED
+
+    # ------------------------------------------------------------------ pieces
+
+    def _spec(self, name: str, commands: tuple[str, ...], extra: dict[str, str] | None = None) -> JobSpec:
+        env = dict(self.config.job.env)
+        env.update(extra or {})
+        return JobSpec(name=name, commands=commands, workdir=self.config.job.workdir, env=env)
+
+    async def _open_tracking(self, mlflow_import: Any) -> None:
+        assert self.tracking is not None and self.git is not None and self.record is not None
+        await asyncio.to_thread(mlflow_import.join)
+        tags = {
+            RUN_TAG: self.run_id,
+            BRANCH_TAG: self.git.branch,
+            COMMIT_TAG: self.git.commit,
+            PARAMS_HASH_TAG: self.config.params_hash(),
+            "trainboard.dirty": str(self.git.dirty).lower(),
+            "trainboard.runner": self.config.runner.kind,
+        }
+        self.baseline = await asyncio.to_thread(self.tracking.baseline, self.config.compare.base)
+        self.mlflow_run_id = await asyncio.to_thread(
+            self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags, self.config.params
+        )
+        self.record.update(mlflow={**self.record.get("mlflow", {}), "run_id": self.mlflow_run_id,
+                                   "baseline_run_id": self.baseline.mlflow_run_id if self.baseline else ""})
+        self._publish(ev.TrackingReady(self.tracking.tracking_uri, self.tracking.experiment, self.mlflow_run_id))
+        base = self.baseline
+        self._publish(
+            ev.BaselineFound(
+                branch=self.config.compare.base,
+                mlflow_run_id=base.mlflow_run_id if base else "",
+                metrics=tuple(sorted(base.metrics.items())) if base else (),
+            )
+        )
+
+    async def _follow(self, handle: JobHandle, source: str) -> int:
+        """Stream a job's log into LogLines events until it exits; its exit code."""
+        assert self.runner is not None
+        splitter = LineSplitter()
+        while True:
+            chunk = await self.runner.tail(handle, splitter.read_pos, CHUNK_SIZE)
+            if chunk:
+                lines = splitter.feed(chunk)
+                if lines:
+                    self._publish(ev.LogLines(source, tuple(lines), splitter.offset))
+                if len(chunk) == CHUNK_SIZE:
+                    await asyncio.sleep(0)  # let the views breathe, then read on
+                    continue
+            status = await self.runner.status(handle)
+            if not status.running:
+                # The exit code is written after the log is closed: drain what is left.
+                while chunk := await self.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
+                    lines = splitter.feed(chunk)
+                    if lines:
+                        self._publish(ev.LogLines(source, tuple(lines), splitter.offset))
+                rest = splitter.flush()
+                if rest:
+                    self._publish(ev.LogLines(source, tuple(rest), splitter.offset))
+                if status.exit_code is None:
+                    raise JobFailed(f"the {source} vanished without an exit code", None)
+                return status.exit_code
+            if not chunk:
+                await asyncio.sleep(TAIL_IDLE)
+
+    async def _poll_metrics(self) -> None:
+        """Poll the run's latest metrics; re-armed when the last poll has finished."""
+        while True:
+            try:
+                await self._poll_once()
+            except TrackingError as exc:
+                self._publish(ev.Notice(f"metrics poll failed, retrying: {exc}"))
+            await asyncio.sleep(self.config.mlflow.poll_interval)
+
+    async def _poll_once(self) -> None:
+        assert self.tracking is not None
+        points = await asyncio.to_thread(self.tracking.latest, self.mlflow_run_id)
+        self._accept(self._cursor.newer(points))
+
+    def _accept(self, fresh: list[ev.MetricPoint]) -> None:
+        if not fresh:
+            return
+        self.points.extend(fresh)
+        for point in fresh:
+            self.latest[point.key] = point.value
+        self._publish(ev.MetricPoints(tuple(fresh)))
+        if self.baseline is not None or self.config.compare.gates:
+            self._publish(ev.ComparisonReady(self._compare(final=False)))
+
+    def _compare(self, final: bool) -> Comparison:
+        base = self.baseline
+        label = ""
+        if base is not None:
+            label = f"{self.config.compare.base} @ {base.commit[:7] or '?'}"
+            if base.trainboard_run_id:
+                label += f" (run {base.trainboard_run_id})"
+        return compare(
+            self.config,
+            self.latest,
+            base.metrics if base else None,
+            baseline_run_id=base.mlflow_run_id if base else "",
+            baseline_label=label,
+            final=final,
+        )
+
+    async def _write_report(self, status: str) -> Path:
+        from backend import report as rp
+
+        assert self.record is not None and self.git is not None
+        keys = list(self.config.metrics)
+        history: list[ev.MetricPoint] = []
+        if self.tracking is not None and self.mlflow_run_id:
+            with contextlib.suppress(TrackingError):
+                history = await asyncio.to_thread(self.tracking.history, self.mlflow_run_id, keys)
+        history = history or self.points
+        base_metrics = self.baseline.metrics if self.baseline else None
+        plot = None
+        if history:
+            from backend.plots import metrics_plot
+
+            made = await asyncio.to_thread(
+                metrics_plot, self.config, history, base_metrics, self.run_dir / "metrics.png"
+            )
+            plot = made.name if made else None
+        cm = self.run_dir / "confusion_matrix.png"
+        data = rp.ReportInput(
+            name=self.config.name,
+            run_id=self.run_id,
+            branch=self.git.branch,
+            commit=self.git.commit,
+            dirty=self.git.dirty,
+            runner=self.config.runner.kind,
+            status=status,
+            job_exit_code=self._job_exit,
+            job_seconds=self._job_seconds,
+            mlflow_run_id=self.mlflow_run_id,
+            experiment=self.config.mlflow.experiment,
+            comparison=self.comparison,
+            params=self.config.params,
+            baseline_params=self.baseline.params if self.baseline else None,
+            plot=plot,
+            confusion_matrix=cm.name if cm.exists() else None,
+            log_tail=rp.tail_lines(self.run_dir / "job.log", self.config.report.log_lines),
+        )
+        path = self.run_dir / "report.md"
+        path.write_text(rp.render(data))
+        self.record.update(report=str(path))
+        return path
+
+    async def _teardown(self, outcome: ExitCode) -> None:
+        self._stage_started[Stage.TEARDOWN] = time.time()
+        self._publish(ev.StageChanged(Stage.TEARDOWN, StageState.RUNNING))
+        problems = []
+        if self.runner is not None:
+            if self._job is not None:
+                try:
+                    status = await self.runner.status(self._job)
+                    if status.running:
+                        self._publish(ev.Notice("stopping the job (SIGTERM, then SIGKILL)"))
+                        await self.runner.stop(self._job)
+                        final = await self.runner.status(self._job)
+                        self._job_exit = final.exit_code
+                except Exception as exc:  # teardown must go on whatever failed
+                    problems.append(f"stopping the job: {exc}")
+            try:
+                await self.runner.teardown()
+                self._publish(ev.RunnerChanged(state="stopped", kind=self.runner.kind))
+            except Exception as exc:
+                problems.append(f"runner teardown: {exc}")
+        if self.tracking is not None and self.mlflow_run_id and outcome in (
+            ExitCode.INTERRUPTED,
+            ExitCode.INFRA_ERROR,
+            ExitCode.JOB_FAILED,
+        ):
+            status = "KILLED" if outcome is ExitCode.INTERRUPTED else "FAILED"
+            try:
+                await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, status)
+            except Exception as exc:
+                problems.append(f"marking the MLflow run {status}: {exc}")
+        if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
+            with contextlib.suppress(Exception):
+                await self._write_report(outcome.status)
+        for problem in problems:
+            self._error(Stage.TEARDOWN, problem)
+        self._end_stage(Stage.TEARDOWN, StageState.FAILED if problems else StageState.DONE)
+        duration = time.time() - self._started
+        if self.record is not None:
+            self.record.update(
+                status=outcome.status,
+                exit_code=int(outcome),
+                job_exit_code=self._job_exit,
+                finished_at=time.time(),
+                duration=duration,
+            )
+        self._publish(ev.RunFinished(outcome=int(outcome), status=outcome.status, duration=duration))
+
+    # ------------------------------------------------------------------ stage bookkeeping
+
+    @contextlib.asynccontextmanager
+    async def _stage(self, stage: Stage) -> AsyncIterator[Callable[[str], None]]:
+        detail = [""]
+        self._stage_started[stage] = time.time()
+        self._publish(ev.StageChanged(stage, StageState.RUNNING))
+        self._record_stage(stage, StageState.RUNNING)
+
+        def note(text: str) -> None:
+            detail[0] = text
+
+        yield note
+        self._end_stage(stage, StageState.DONE, detail[0])
+
+    def _current_stage(self) -> Stage | None:
+        running = [s for s in self._stage_started if s not in self._ended]
+        return running[-1] if running else None
+
+    def _end_stage(self, stage: Stage, state: StageState, detail: str = "") -> None:
+        if stage in self._ended:
+            return
+        self._ended.add(stage)
+        elapsed = time.time() - self._stage_started.get(stage, time.time())
+        self._publish(ev.StageChanged(stage, state, detail, elapsed))
+        self._record_stage(stage, state, detail, elapsed)
+
+    def _record_stage(self, stage: Stage, state: StageState, detail: str = "", elapsed: float = 0.0) -> None:
+        if self.record is None:
+            return
+        stages = self.record.data.setdefault("stages", {})
+        stages[stage.value] = {"state": state.value, "detail": detail, "elapsed": round(elapsed, 3),
+                               "started_at": self._stage_started.get(stage)}
+        self.record.save()
+
+    def _error(self, stage: Stage | None, message: str) -> None:
+        if self.record is not None:
+            self.record.data.setdefault("errors", []).append({"stage": stage.value if stage else None,
+                                                             "message": message})
+            self.record.save()
+        self._publish(ev.ErrorRaised(stage, message))
+
+    def _publish(self, event: ev.Event) -> None:
+        self.bus.publish(event)

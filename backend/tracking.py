@@ -1,0 +1,214 @@
+"""MLflow: create the run up front, poll only it, find the baseline.
+
+`import mlflow` costs about two seconds, so nothing here imports it at module
+level: :func:`prefetch` starts the import in a thread early in the run, and
+every call that touches MLflow is made through ``asyncio.to_thread`` by the
+session, off the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.events import MetricPoint
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+BRANCH_TAG = "mlflow.source.git.branch"
+COMMIT_TAG = "mlflow.source.git.commit"
+RUN_TAG = "trainboard.run_id"
+PARAMS_HASH_TAG = "trainboard.params_hash"
+
+
+class TrackingError(Exception):
+    """MLflow could not be reached or refused a call."""
+
+
+_import_lock = threading.Lock()
+
+
+def prefetch() -> threading.Thread:
+    """Import mlflow in a background thread, so the first real call does not wait."""
+
+    def _load() -> None:
+        with _import_lock:
+            import mlflow.tracking  # noqa: F401
+
+    thread = threading.Thread(target=_load, name="mlflow-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def resolve_uri(uri: str, root: Path) -> str:
+    """Make a relative SQLite or file URI absolute against the repository root.
+
+    The job runs in another folder, so it must get an absolute URI.
+    """
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = (root / uri.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if uri.startswith("file:") and not uri.startswith("file:/"):
+        return (root / uri.removeprefix("file:")).resolve().as_uri()
+    return uri
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow param strings: {"opt": {"lr": 1}} -> {"opt.lr": "1"}."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+@dataclass(frozen=True)
+class Baseline:
+    mlflow_run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    commit: str
+    trainboard_run_id: str
+    end_time: int | None = None
+
+
+@dataclass
+class MetricCursor:
+    """The newest (step, timestamp) seen per key: a poll yields only newer points."""
+
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def newer(self, points: list[MetricPoint]) -> list[MetricPoint]:
+        fresh = []
+        for point in sorted(points, key=lambda p: (p.key, p.step, p.timestamp)):
+            mark = (point.step, point.timestamp)
+            last = self.seen.get(point.key)
+            if last is None or mark > last:
+                self.seen[point.key] = mark
+                fresh.append(point)
+        return fresh
+
+
+class Tracking:
+    """The MLflow calls trainboard makes. Every method blocks: call it in a thread."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            with _import_lock:
+                from mlflow.tracking import MlflowClient
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def experiment_id(self, create: bool = True) -> str | None:
+        if self._experiment_id is None:
+            try:
+                found = self.client.get_experiment_by_name(self.experiment)
+                if found is not None:
+                    self._experiment_id = found.experiment_id
+                elif create:
+                    location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment, artifact_location=location
+                    )
+            except Exception as exc:  # MLflow raises many kinds; all mean "unreachable"
+                raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        return self._experiment_id
+
+    def create_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        experiment_id = self.experiment_id()
+        try:
+            run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
+            flat = flatten(params)
+            if flat:
+                from mlflow.entities import Param
+
+                self.client.log_batch(
+                    run.info.run_id, params=[Param(k, v) for k, v in flat.items()]
+                )
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        return str(run.info.run_id)
+
+    def latest(self, run_id: str) -> list[MetricPoint]:
+        """The newest point of every metric of the run.
+
+        One read of the run's latest-metrics row per key: its cost does not
+        grow with the length of the history.
+        """
+        try:
+            run = self.client.get_run(run_id)
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        objs = getattr(run.data, "_metric_objs", None)
+        if objs is None:  # pragma: no cover - older MLflow without metric objects
+            return [MetricPoint(k, float(v), 0, 0) for k, v in run.data.metrics.items()]
+        return [MetricPoint(m.key, float(m.value), int(m.step), int(m.timestamp)) for m in objs]
+
+    def history(self, run_id: str, keys: list[str]) -> list[MetricPoint]:
+        """Every point of ``keys``: read once at the end, for the report's plot."""
+        points: list[MetricPoint] = []
+        try:
+            for key in keys:
+                for m in self.client.get_metric_history(run_id, key):
+                    points.append(MetricPoint(m.key, float(m.value), int(m.step), int(m.timestamp)))
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        return points
+
+    def finish(self, run_id: str, status: str) -> None:
+        """status: FINISHED, FAILED or KILLED."""
+        try:
+            self.client.set_terminated(run_id, status=status)
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+
+    def baseline(self, branch: str, exclude_run_id: str | None = None) -> Baseline | None:
+        """The latest finished run of ``branch`` in the experiment, or None."""
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
+        quoted = branch.replace("'", "\\'")
+        try:
+            runs = self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{BRANCH_TAG}` = '{quoted}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.end_time DESC"],
+                max_results=5,
+            )
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        for run in runs:
+            if run.info.run_id == exclude_run_id:
+                continue
+            return Baseline(
+                mlflow_run_id=run.info.run_id,
+                metrics=dict(run.data.metrics),
+                params=dict(run.data.params),
+                commit=run.data.tags.get(COMMIT_TAG, ""),
+                trainboard_run_id=run.data.tags.get(RUN_TAG, ""),
+                end_time=run.info.end_time,
+            )
+        return None
+
+    def run_metrics(self, run_id: str) -> tuple[dict[str, float], dict[str, str]]:
+        """A run's latest metric values and its params."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        return dict(run.data.metrics), dict(run.data.params)

@@ -1,0 +1,128 @@
+"""The `trainboard` command. Imports stay inside each command: `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_CODES_HELP = """exit codes:
+  0   ok: the run finished and every gate passed
+  1   gate failed: the job succeeded but a metric gate failed
+  2   config error: nothing was started
+  3   infrastructure error: runner, MLflow, git or disk
+  4   job failed: the training job exited non-zero
+  130 interrupted: Ctrl-C, SIGTERM or cancel; torn down cleanly
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainboard",
+        description="Train on a runner, watch it live, compare with the base branch, report.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the job described by a config file",
+                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", help="the run's config, e.g. sample_params.yaml")
+    run.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard (CI)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting, e.g. --set params.epochs=2 (repeatable)")
+
+    runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs")
+    runs.add_argument("--json", action="store_true", help="print the records as JSON")
+
+    comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
+    comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "runs":
+        return _runs(args)
+    if args.command == "compare":
+        return _compare(args)
+    parser.print_help()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from backend.config import ConfigError, load_config
+    from backend.exitcodes import ExitCode
+
+    try:
+        loaded = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    from backend.session import Session
+
+    session = Session(loaded)
+    if args.no_tui:
+        import asyncio
+
+        from tui.headless import run_headless
+
+        return int(asyncio.run(run_headless(session)))
+    from tui.app import make_app
+
+    app = make_app(session)
+    app.run()
+    return int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+
+
+def _store():
+    from backend.gitinfo import repo_root
+    from backend.store import RunStore
+
+    return RunStore(repo_root(Path.cwd()) / ".trainboard")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    records = _store().all()
+    if args.json:
+        import json
+
+        print(json.dumps([r.data for r in records], indent=2, default=str))
+        return 0
+    from rich.console import Console
+
+    from tui.render import runs_table
+
+    console = Console()
+    if not records:
+        console.print("no runs yet: start one with `trainboard run sample_params.yaml`")
+        return 0
+    console.print(runs_table(records))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from backend.exitcodes import ExitCode
+    from backend.recompare import RecompareError, recompare
+    from tui.render import comparison_table, verdict_text
+
+    try:
+        record = _store().resolve(args.run)
+        comparison = recompare(record)
+    except (LookupError, RecompareError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.INFRA_ERROR
+    console = Console()
+    console.print(f"run {record.run_id} · {record.get('branch')} @ {str(record.get('commit'))[:7]}")
+    console.print(comparison_table(comparison))
+    console.print(verdict_text(comparison))
+    return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

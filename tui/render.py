@@ -1,0 +1,74 @@
+"""Rich renderables shared by the headless view and the CLI's commands."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from backend.compare import Comparison
+
+
+def comparison_table(comp: Comparison) -> Table:
+    title = "Comparison with " + (comp.baseline_label if comp.has_baseline else f"{comp.base_branch} (no baseline yet)")
+    table = Table(title=title, title_justify="left", expand=False)
+    for name, justify in (("Metric", "left"), ("Before", "right"), ("After", "right"),
+                          ("Δ", "right"), ("Gate", "left"), ("Result", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in comp.rows:
+        delta = Text(row.fmt(row.delta, signed=True))
+        if row.improved is not None:
+            delta.stylize("green" if row.improved else "red")
+        if row.passed is None:
+            result = Text(row.reason or "—", style="dim")
+        elif row.passed:
+            result = Text("pass" + (f" ({row.reason})" if row.reason else ""), style="green")
+        else:
+            result = Text(f"FAIL ({row.reason})", style="bold red")
+        table.add_row(row.display, row.fmt(row.before), row.fmt(row.after), delta, row.gate or "—", result)
+    return table
+
+
+def verdict_text(comp: Comparison) -> Text:
+    return Text(comp.verdict, style="bold green" if comp.passed else "bold red")
+
+
+def runs_table(records: list[Any]) -> Table:
+    table = Table(title="trainboard runs", title_justify="left")
+    for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took", "Verdict"):
+        table.add_column(name, overflow="fold")
+    for record in records:
+        data = record.data
+        status = data.get("status", "?")
+        style = {"succeeded": "green", "gate-failed": "red", "job-failed": "red", "error": "red",
+                 "running": "yellow", "cancelled": "magenta"}.get(status, "")
+        took = data.get("duration")
+        job = data.get("job_exit_code")
+        table.add_row(
+            record.run_id,
+            str(data.get("name", "")),
+            Text(status, style=style),
+            str(data.get("branch", "")),
+            str(data.get("commit", ""))[:7] + ("*" if data.get("dirty") else ""),
+            "—" if job is None else f"exit {job}",
+            "—" if took is None else format_seconds(took),
+            str(data.get("verdict", "")),
+        )
+    return table
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
