@@ -6,12 +6,13 @@ setting and the fix. Nothing is started before :func:`load_config` returns.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -233,6 +234,8 @@ def _line_map(node: yaml.Node | None, path: Path_ = (), out: dict[Path_, int] | 
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key_path = (*path, str(key_node.value))
+            if key_path in out:  # name the whole path: `command` alone could be anywhere
+                raise _DuplicateKey(".".join(key_path), key_node.start_mark.line + 1, out[key_path])
             out[key_path] = key_node.start_mark.line + 1
             _line_map(value_node, key_path, out)
     elif isinstance(node, yaml.SequenceNode):
@@ -311,6 +314,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     try:
         node = yaml.compose(text, Loader=_LineLoader)
+        lines = _line_map(node)
         data = yaml.load(text, Loader=_LineLoader)
     except _DuplicateKey as dup:
         raise ConfigError(
@@ -333,7 +337,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of settings", file=shown, line=1,
                           fix="start from sample_params.yaml")
-    lines = _line_map(node)
     overridden: dict[Path_, str] = {}
     for item in overrides:
         keys = _apply_override(data, item)
@@ -348,7 +351,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridden: dict[Path_, str]) -> ConfigError:
     """Turn pydantic's first error into a ConfigError with file, line, setting and fix."""
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key is usually a misspelt one: name it rather than the "missing"
+    # setting its typo causes (`jobb:` would otherwise report `job: Field required`).
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(str(part) for part in error["loc"])
     kind = error["type"]
     message = error["msg"]
@@ -364,6 +370,10 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
         fix = fix or _FIXES.get(kind, "see the comments in sample_params.yaml")
         if kind == "extra_forbidden":
             message = "unknown setting"
+            near = difflib.get_close_matches(loc[-1], _settings_at(loc[:-1]), n=1)
+            if near:
+                fix = f"did you mean {near[0]!r}? Otherwise remove it"
+                fix += " (sample_params.yaml lists the settings)"
     # The deepest written path names the line; a missing key points at its parent.
     probe = loc
     line = None
@@ -378,3 +388,19 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
             source = text
             break
     return ConfigError(message, file=file, line=line, setting=".".join(loc), fix=fix, source=source)
+
+
+def _settings_at(loc: Path_) -> list[str]:
+    """The setting names the schema allows in the mapping at ``loc`` (for "did you mean")."""
+    kind: Any = RunConfig
+    for part in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(part)
+            if field is None:
+                return []
+            kind = field.annotation
+        elif get_origin(kind) is dict:
+            kind = get_args(kind)[1]  # a key of metrics or gates: its value's schema
+        else:
+            return []
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -43,6 +44,14 @@ from backend.tracking import (
 Subscriber = Callable[[ev.Event], None]
 
 TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
+
+
+def _import_matplotlib() -> None:
+    """The report's plot needs matplotlib (~0.5 s): import it while the job trains."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
 
 
 class JobFailed(Exception):
@@ -93,6 +102,7 @@ class Session:
         self._job_exit: int | None = None
         self._job_seconds: float | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._tracking_task: asyncio.Task[None] | None = None
         self._cancel_reason = ""
         self._stage_started: dict[Stage, float] = {}
         self._ended: set[Stage] = set()
@@ -183,6 +193,9 @@ class Session:
                     run_dir=str(self.run_dir),
                 )
             )
+            # MLflow's import and first store access take seconds: the run is
+            # created while the runner is provisioned, synced and set up.
+            self._tracking_task = asyncio.create_task(self._open_tracking(mlflow_import))
 
         async with self._stage(Stage.PROVISION):
             self._publish(ev.RunnerChanged(state="provisioning", kind=cfg.runner.kind))
@@ -197,21 +210,13 @@ class Session:
             params_path = str(Path(cfg.job.workdir) / "params.yaml")
             await self.runner.sync(self.root, files, {params_path: params})
             note(f"{len(files)} files + params.yaml")
-            # The MLflow run is created while setup runs: the job needs its id.
-            tracking_task = asyncio.create_task(self._open_tracking(mlflow_import))
-            try:
-                if cfg.job.setup:
-                    self._publish(ev.RunnerChanged(state="setting up", kind=cfg.runner.kind))
-                    handle = await self.runner.start(self._spec("setup", tuple(cfg.job.setup)))
-                    code = await self._follow(handle, "setup")
-                    if code != 0:
-                        raise JobFailed(f"setup failed with exit code {code}: see setup.log", code)
-                await tracking_task
-            finally:
-                if not tracking_task.done():
-                    tracking_task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await tracking_task
+            if cfg.job.setup:
+                self._publish(ev.RunnerChanged(state="setting up", kind=cfg.runner.kind))
+                handle = await self._start(self._spec("setup", tuple(cfg.job.setup)))
+                code = await self._follow(handle, "setup")
+                if code != 0:
+                    raise JobFailed(f"setup failed with exit code {code}: see setup.log", code)
+            await self._tracking_task  # the job needs the MLflow run's id
 
         async with self._stage(Stage.TRAIN):
             self._publish(ev.RunnerChanged(state="training", kind=cfg.runner.kind))
@@ -221,11 +226,9 @@ class Session:
                 "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
                 "TRAINBOARD_RUN_ID": self.run_id,
             }
-            handle = await self.runner.start(self._spec("job", (cfg.job.command,), env))
-            self._job = handle
-            self.record.update(job={"pid": handle.pid, "log": handle.log_path, "exit_path": handle.exit_path,
-                                    "started_at": handle.started_at})
+            handle = await self._start(self._spec("job", (cfg.job.command,), env))
             poller = asyncio.create_task(self._poll_metrics())
+            threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
             try:
                 timeout = cfg.job.timeout_minutes * 60 if cfg.job.timeout_minutes else None
                 try:
@@ -275,6 +278,15 @@ class Session:
         env = dict(self.config.job.env)
         env.update(extra or {})
         return JobSpec(name=name, commands=commands, workdir=self.config.job.workdir, env=env)
+
+    async def _start(self, spec: JobSpec) -> JobHandle:
+        """Start a detached job and record it: teardown stops it, attach finds it."""
+        assert self.runner is not None and self.record is not None
+        handle = await self.runner.start(spec)
+        self._job = handle
+        self.record.update(**{spec.name: {"pid": handle.pid, "log": handle.log_path,
+                                          "exit_path": handle.exit_path, "started_at": handle.started_at}})
+        return handle
 
     async def _open_tracking(self, mlflow_import: Any) -> None:
         assert self.tracking is not None and self.git is not None and self.record is not None
@@ -420,6 +432,11 @@ class Session:
         self._stage_started[Stage.TEARDOWN] = time.time()
         self._publish(ev.StageChanged(Stage.TEARDOWN, StageState.RUNNING))
         problems = []
+        if self._tracking_task is not None and not self._tracking_task.done():
+            self._tracking_task.cancel()
+        if self._tracking_task is not None:
+            with contextlib.suppress(BaseException):
+                await self._tracking_task  # its thread's result, if any, is not needed now
         if self.runner is not None:
             if self._job is not None:
                 try:

@@ -8,6 +8,7 @@ session, off the event loop.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,18 +30,26 @@ class TrackingError(Exception):
 
 
 _import_lock = threading.Lock()
+_prefetched: threading.Thread | None = None
+
+
+def _import_mlflow() -> None:
+    with _import_lock:
+        import mlflow.tracking  # noqa: F401
+
+        # MLflow and alembic log at INFO to stderr (e.g. on creating the SQLite
+        # tables): keep the run's output to what the user asked for.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def prefetch() -> threading.Thread:
-    """Import mlflow in a background thread, so the first real call does not wait."""
-
-    def _load() -> None:
-        with _import_lock:
-            import mlflow.tracking  # noqa: F401
-
-    thread = threading.Thread(target=_load, name="mlflow-import", daemon=True)
-    thread.start()
-    return thread
+    """Import mlflow in a background thread, once, so the first real call does not wait."""
+    global _prefetched
+    if _prefetched is None:
+        _prefetched = threading.Thread(target=_import_mlflow, name="mlflow-import", daemon=True)
+        _prefetched.start()
+    return _prefetched
 
 
 def resolve_uri(uri: str, root: Path) -> str:
@@ -109,8 +118,8 @@ class Tracking:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            with _import_lock:
-                from mlflow.tracking import MlflowClient
+            _import_mlflow()
+            from mlflow.tracking import MlflowClient
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 

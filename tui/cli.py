@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from backend.config import ConfigError, load_config
     from backend.exitcodes import ExitCode
+    from backend.tracking import prefetch
 
+    prefetch()  # mlflow takes ~2 s to import: start now, in a thread
     try:
         loaded = load_config(args.config, args.overrides)
     except ConfigError as exc:
@@ -96,7 +98,7 @@ def _runs(args: argparse.Namespace) -> int:
 
     from tui.render import runs_table
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     if not records:
         console.print("no runs yet: start one with `trainboard run sample_params.yaml`")
         return 0

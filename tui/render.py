@@ -37,8 +37,9 @@ def verdict_text(comp: Comparison) -> Text:
 
 def runs_table(records: list[Any]) -> Table:
     table = Table(title="trainboard runs", title_justify="left")
-    for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took", "Verdict"):
-        table.add_column(name, overflow="fold")
+    for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("Verdict", overflow="fold", ratio=1)
     for record in records:
         data = record.data
         status = data.get("status", "?")

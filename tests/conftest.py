@@ -1,0 +1,102 @@
+"""Shared fixtures: a throwaway git repository with a tiny real job that logs to MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# A job that logs real MLflow metrics: fast (no torch), but every part is real.
+TINY_JOB = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import yaml
+    params = yaml.safe_load(open("params.yaml"))
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    client = None
+    if run_id:
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient()
+    f1 = 0.0
+    for epoch in range(1, int(params.get("epochs", 2)) + 1):
+        f1 = float(params.get("base_f1", 0.6)) + 0.1 * epoch
+        print(f"epoch {epoch}: f1={f1:.3f}", flush=True)
+        if client:
+            client.log_metric(run_id, "f1", f1, step=epoch)
+            client.log_metric(run_id, "loss", 1.0 / epoch, step=epoch)
+        time.sleep(float(params.get("sleep", 0.0)))
+    for i in range(int(params.get("lines", 0))):
+        print(f"line {i}")
+    json.dump({"f1": f1}, open("metrics.json", "w"))
+    sys.exit(int(params.get("exit_code", 0)))
+    """
+)
+
+TINY_CONFIG = textwrap.dedent(
+    """\
+    name: tiny
+    runner:
+      kind: local
+    job:
+      setup:
+        - echo preparing
+      command: python job.py
+      outputs: [metrics.json]
+    mlflow:
+      tracking_uri: sqlite:///.trainboard/mlflow.db
+      experiment: tiny
+      poll_interval: 0.2
+    metrics:
+      f1: {display: F1, goal: max}
+      loss: {display: Loss, goal: min}
+    compare:
+      base: main
+      gates:
+        f1: {min_delta: -0.005}
+    params:
+      epochs: 2
+      base_f1: 0.6
+      sleep: 0.0
+    """
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Path:
+    """A git repo on branch main holding job.py and tb.yaml, committed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "test@example.com")
+    git(repo, "config", "user.name", "Test")
+    (repo / "job.py").write_text(TINY_JOB)
+    (repo / "tb.yaml").write_text(TINY_CONFIG)
+    (repo / ".gitignore").write_text(".trainboard/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def trainboard_cmd() -> list[str]:
+    """The installed console script, run with this interpreter."""
+    return [sys.executable, "-m", "tui.cli"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("GITHUB_ACTIONS", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [*trainboard_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw
+    )
