@@ -308,7 +308,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("no such file", file=shown, fix="pass the path of your params file, e.g. sample_params.yaml") from None
+        raise ConfigError(
+            "no such file", file=shown, fix="pass the path of your params file, e.g. sample_params.yaml"
+        ) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read it: {exc}", file=shown) from None
 

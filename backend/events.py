@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from backend.compare import Comparison
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     CHECK = "check"
     PROVISION = "provision"
     SYNC = "sync"
@@ -29,7 +29,7 @@ class Stage(str, Enum):
 STAGES: tuple[Stage, ...] = tuple(Stage)
 
 
-class StageState(str, Enum):
+class StageState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"

@@ -67,7 +67,7 @@ def files_to_sync(state: GitState) -> list[str]:
         ).stdout
         names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
         return [n for n in names if n.split("/", 1)[0] not in SKIP_DIRS and (state.root / n).exists()]
-    found = []
+    found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(state.root):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
         rel = Path(dirpath).relative_to(state.root)

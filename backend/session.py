@@ -235,7 +235,8 @@ class Session:
                     code = await asyncio.wait_for(self._follow(handle, "job"), timeout)
                 except TimeoutError:
                     await self.runner.stop(handle)
-                    raise JobFailed(f"the job ran past job.timeout_minutes ({cfg.job.timeout_minutes:g})", None) from None
+                    limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"
+                    raise JobFailed(f"the job ran past {limit}", None) from None
             finally:
                 poller.cancel()
                 with contextlib.suppress(BaseException):
@@ -458,11 +459,11 @@ class Session:
             ExitCode.INFRA_ERROR,
             ExitCode.JOB_FAILED,
         ):
-            status = "KILLED" if outcome is ExitCode.INTERRUPTED else "FAILED"
+            mlflow_status = "KILLED" if outcome is ExitCode.INTERRUPTED else "FAILED"
             try:
-                await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, status)
+                await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, mlflow_status)
             except Exception as exc:
-                problems.append(f"marking the MLflow run {status}: {exc}")
+                problems.append(f"marking the MLflow run {mlflow_status}: {exc}")
         if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
             with contextlib.suppress(Exception):
                 await self._write_report(outcome.status)

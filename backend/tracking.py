@@ -140,6 +140,7 @@ class Tracking:
 
     def create_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         experiment_id = self.experiment_id()
+        assert experiment_id is not None
         try:
             run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
             flat = flatten(params)

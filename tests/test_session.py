@@ -215,7 +215,7 @@ def test_the_real_example_trains_minilm(tmp_path: Path) -> None:
     git(repo, "add", "-A")
     git(repo, "-c", "user.email=t@e.st", "-c", "user.name=T", "commit", "-q", "-m", "example")
     proc = run_cli(["run", "sample_params.yaml", "--no-tui", "--set", "params.max_train_samples=48",
-                    "--set", "params.max_test_samples=48"], cwd=repo, timeout=600)
+                    "--set", "params.max_eval_samples=48"], cwd=repo, timeout=600)
     assert proc.returncode in (ExitCode.OK, ExitCode.GATE_FAILED), proc.stdout[-3000:] + proc.stderr
     (record,) = records(repo)
     run_dir = repo / ".trainboard" / "runs" / record["run_id"]
