@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -110,8 +110,8 @@ class MlflowConfig(_Strict):
     @field_validator("tracking_uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not re.match(r"^(sqlite:///|https?://|file:|databricks)", value):
-            raise ValueError("must start with sqlite:///, http://, https:// or file:")
+        if not re.match(r"^(sqlite:///|https?://|file:|databricks|(postgresql|mysql|mssql)(\+\w+)?://)", value):
+            raise ValueError("must start with sqlite:///, http://, https://, file:, postgresql:// or mysql://")
         return value
 
     @field_validator("experiment")
@@ -201,6 +201,16 @@ class LoadedConfig:
     path: Path
     overrides: tuple[str, ...]
     raw: dict[str, Any]
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def error(self, setting: str, message: str, fix: str = "") -> ConfigError:
+        """A ConfigError about ``setting`` pointing at the line that sets it."""
+        keys = tuple(setting.split("."))
+        line = None
+        while keys and line is None:
+            line, keys = self.lines.get(keys), keys[:-1]
+        source = next((f"--set {o}" for o in self.overrides if o.partition("=")[0].strip() == setting), "")
+        return ConfigError(message, file=str(self.path), line=line, setting=setting, fix=fix, source=source)
 
 
 # --------------------------------------------------------------------------- loading
@@ -283,6 +293,11 @@ def _apply_override(data: dict[str, Any], item: str) -> Path_:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    if isinstance(value, str) and value.strip() == text.strip():
+        try:  # YAML 1.1 reads 1e-4 as a string; on the command line it means a number
+            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()) else value
+        except ValueError:
+            pass
     node: Any = data
     for key in keys[:-1]:
         child = node.get(key) if isinstance(node, dict) else None
@@ -348,7 +363,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise _explain(exc, shown, lines, overridden) from None
-    return LoadedConfig(config=config, path=path, overrides=tuple(overrides), raw=data)
+    return LoadedConfig(config=config, path=path, overrides=tuple(overrides), raw=data, lines=lines)
 
 
 def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridden: dict[Path_, str]) -> ConfigError:

@@ -30,10 +30,10 @@ class LineSplitter:
             if len(data) <= MAX_PARTIAL:
                 self._partial = data
                 return []
-            cut = len(data) - 1  # runaway line: emit it rather than grow without bound
-            body, self._partial = data, b""
+            # A runaway line: emit it rather than grow without bound.
+            self._partial = b""
             self.offset += len(data)
-            return _decode(body)
+            return _decode(data)
         self._partial = data[cut + 1 :]
         self.offset += cut + 1
         return _decode(data[:cut])

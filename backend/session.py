@@ -160,10 +160,9 @@ class Session:
             mlflow_import = prefetch()
             self.git = git_state(self.root)
             if not (self.root / cfg.job.workdir).is_dir():
-                raise ConfigError(
+                raise self.loaded.error(
+                    "job.workdir",
                     f"folder {cfg.job.workdir!r} does not exist in {self.root}",
-                    file=str(self.loaded.path),
-                    setting="job.workdir",
                     fix="name a folder of the repository, relative to its root",
                 )
             uri = resolve_uri(cfg.mlflow.tracking_uri, self.root)

@@ -58,12 +58,12 @@ def _run(args: argparse.Namespace) -> int:
     from backend.exitcodes import ExitCode
     from backend.tracking import prefetch
 
-    prefetch()  # mlflow takes ~2 s to import: start now, in a thread
     try:
         loaded = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
+    prefetch()  # mlflow takes ~2 s to import: start now, in a thread
     from backend.session import Session
 
     session = Session(loaded)
