@@ -107,8 +107,8 @@ def compare(
         b, a = before.get(key), after.get(key)
         if gate is None:
             passed, reason = None, ""
-        elif not final and a is None:
-            passed, reason = None, "waiting for the first value"
+        elif not final:  # mid-run values are not final: gates are judged at the end
+            passed, reason = None, "judged at the end"
         else:
             passed, reason = judge(gate, b, a)
         rows.append(

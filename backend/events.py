@@ -51,6 +51,7 @@ class RunStarted(Event):
     run_id: str
     branch: str
     commit: str
+    dirty: bool
     runner_kind: str
     config_path: str
     run_dir: str

@@ -55,9 +55,10 @@ def _import_matplotlib() -> None:
 
 
 class JobFailed(Exception):
-    def __init__(self, message: str, exit_code: int | None) -> None:
+    def __init__(self, message: str, exit_code: int | None, stage: Stage | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.stage = stage  # the stage to blame, when it is not the one running
 
 
 class EventBus:
@@ -143,7 +144,7 @@ class Session:
             outcome, failed_stage = ExitCode.CONFIG_ERROR, self._current_stage()
             self._error(failed_stage, str(exc))
         except JobFailed as exc:
-            outcome, failed_stage = ExitCode.JOB_FAILED, self._current_stage()
+            outcome, failed_stage = ExitCode.JOB_FAILED, exc.stage or self._current_stage()
             self._error(failed_stage, str(exc))
         except (RunnerError, TrackingError, OSError) as exc:
             outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
@@ -151,7 +152,14 @@ class Session:
         finally:
             if failed_stage is not None:
                 self._end_stage(failed_stage, StageState.FAILED)
-            await self._teardown(outcome)
+            # Teardown always finishes: a second cancel (a view closing, the
+            # event loop shutting down) must not cut it short.
+            teardown = asyncio.ensure_future(self._teardown(outcome))
+            while not teardown.done():
+                try:
+                    await asyncio.shield(teardown)
+                except asyncio.CancelledError:
+                    continue
         return outcome
 
     async def _stages(self) -> ExitCode:
@@ -187,6 +195,7 @@ class Session:
                     run_id=self.run_id,
                     branch=self.git.branch,
                     commit=self.git.commit,
+                    dirty=self.git.dirty,
                     runner_kind=cfg.runner.kind,
                     config_path=str(self.loaded.path),
                     run_dir=str(self.run_dir),
@@ -244,6 +253,8 @@ class Session:
             self._job_seconds = time.time() - handle.started_at
             self.record.update(job_exit_code=code, job_seconds=self._job_seconds)
             self._publish(ev.JobFinished(exit_code=code, duration=self._job_seconds))
+            if code != 0:
+                self._end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}")
 
         async with self._stage(Stage.COLLECT) as note:
             await self._poll_once()  # points logged after the last poll
@@ -258,7 +269,7 @@ class Session:
             note(f"{len(got)} outputs" + (f", missing: {', '.join(missing)}" if missing else ""))
 
         if code != 0:
-            raise JobFailed(f"the job exited with code {code}", code)
+            raise JobFailed(f"the job exited with code {code}", code, stage=Stage.TRAIN)
 
         async with self._stage(Stage.COMPARE) as note:
             self.comparison = self._compare(final=True)
@@ -464,8 +475,11 @@ class Session:
             except Exception as exc:
                 problems.append(f"marking the MLflow run {mlflow_status}: {exc}")
         if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
-            with contextlib.suppress(Exception):
-                await self._write_report(outcome.status)
+            try:
+                path = await self._write_report(outcome.status)
+                self._publish(ev.ReportWritten(str(path)))
+            except Exception as exc:
+                problems.append(f"writing the report: {exc}")
         for problem in problems:
             self._error(Stage.TEARDOWN, problem)
         self._end_stage(Stage.TEARDOWN, StageState.FAILED if problems else StageState.DONE)

@@ -87,10 +87,10 @@ async def run_headless(session: Session) -> ExitCode:
         if not session.cancel(f"interrupted by {name}"):
             print(f"{name}: already stopping, teardown in progress", file=sys.stderr)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop, sig.name)
     try:
         return await session.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -1,0 +1,360 @@
+"""`trainboard run`: the Textual dashboard.
+
+The app is a view of one :class:`~backend.session.Session`. It runs
+``session.run()`` in a worker on its own event loop, subscribes to the
+session's events with a plain callback and sends back one command, cancel.
+It holds no run logic.
+
+Data flow: the callback only appends (log lines to the log pane's buffer,
+other events to an inbox); a timer at 15 Hz drains both, folds the events into
+the panels' state and renders each changed panel once, inside one
+``batch_update``. A burst of log lines or metric polls costs one render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import deque
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
+
+from backend import events as ev
+from backend.exitcodes import ExitCode
+from backend.session import Session
+from tui.widgets import (
+    ComparisonTable,
+    ConfirmScreen,
+    EventPanel,
+    LogPane,
+    MetricsPanel,
+    MetricsPlot,
+    RunHeader,
+    RunnerPanel,
+    StageList,
+    StatusLine,
+)
+from tui.widgets.status import short_path
+
+TICK_SECONDS = 1 / 15
+# Signals that stop the run cleanly: teardown runs, then the app exits.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+_NOTIFY_SEVERITY: dict[str, SeverityLevel] = {"succeeded": "information", "cancelled": "warning"}
+
+
+class TrainboardApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "trainboard"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("c", "cancel_run", "Cancel run"),
+        Binding("l", "toggle_log", "Full log"),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-tall"), (44, "-roomy")]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.outcome: ExitCode | None = None  # set when session.run() has returned
+        self._inbox: deque[ev.Event] = deque()
+        self._exit_when_done = False
+        self._stop_requested = ""
+        self._unsubscribe: Any = None
+        self._signals: list[signal.Signals] = []
+        self._quiet_input: int | None = None  # see _leave_terminal
+        self._run: Worker[ExitCode] | None = None  # the worker that runs session.run()
+        self._started = time.time()
+        config = session.config
+        self._header = RunHeader(config.name, session.run_id, config.runner.kind, self._started)
+        self._stages = StageList()
+        self._metrics = MetricsPanel(config)
+        self._plot = MetricsPlot(config)
+        self._runner = RunnerPanel(config.runner.kind)
+        self._log_pane = LogPane()
+        self._comparison = ComparisonTable(config)
+        self._status = StatusLine(session.run_dir)
+        self._panels: tuple[EventPanel, ...] = (
+            self._header,
+            self._stages,
+            self._metrics,
+            self._plot,
+            self._runner,
+            self._comparison,
+            self._status,
+        )
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield self._header
+        with Horizontal(id="body"):
+            with Vertical(id="side"):
+                yield self._stages
+                yield self._metrics
+                yield self._plot
+                yield self._runner
+            yield self._log_pane
+        yield self._comparison
+        yield self._status
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._unsubscribe = self.session.subscribe(self._on_event)
+        self.set_interval(TICK_SECONDS, self._tick)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._invalidate())
+        self._install_signal_handlers()
+        self._log_pane.focus()
+        self._run = self.run_worker(self.session.run(), name="session", group="session", exit_on_error=False)
+
+    def on_unmount(self) -> None:
+        self._remove_signal_handlers()
+        if self.outcome is None:
+            # The app is going away mid-run (it crashed, or was told to exit):
+            # cancel so the session's teardown runs while the loop shuts down.
+            self.session.cancel("the dashboard closed")
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    # ------------------------------------------------------------------ events in
+
+    def _on_event(self, event: ev.Event) -> None:
+        """The session's subscriber: append only, no UI work (see the module docstring)."""
+        if isinstance(event, ev.LogLines):
+            self._log_pane.feed(event.source, event.lines)
+        else:
+            self._inbox.append(event)
+
+    def _tick(self) -> None:
+        events: list[ev.Event] = []
+        while self._inbox:
+            events.append(self._inbox.popleft())
+        now = time.time()
+        with self.batch_update():
+            self._log_pane.flush()
+            for event in events:
+                for panel in self._panels:
+                    panel.apply(event)
+                self._announce(event)
+            for panel in self._panels:
+                panel.refresh_view(now)
+
+    def _announce(self, event: ev.Event) -> None:
+        """What the app itself does on an event: mostly, notify what must not be missed."""
+        match event:
+            case ev.RunStarted(dirty=dirty):
+                self._header.dirty = dirty
+            case ev.ErrorRaised(stage=stage, message=message):
+                title = f"error in {stage.value}" if stage else "error"
+                self.notify(message, title=title, severity="error", timeout=15, markup=False)
+            case ev.RunFinished(status=status, outcome=outcome):
+                lines = [self._status.verdict or f"exit {outcome} ({ExitCode(outcome).name})"]
+                if self._status.report:
+                    lines.append(f"report: {short_path(self._status.report)}")
+                self.notify(
+                    "\n".join(lines),
+                    title=f"run {status}",
+                    markup=False,
+                    timeout=12,
+                    severity=_NOTIFY_SEVERITY.get(status, "error"),
+                )
+
+    def _invalidate(self) -> None:
+        for panel in self._panels:
+            panel.invalidate()
+
+    # ------------------------------------------------------------------ the run's end
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = self._run
+        if event.worker is not worker or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            return
+        if event.state is WorkerState.SUCCESS and worker.result is not None:
+            self.outcome = ExitCode(worker.result)
+        elif event.state is WorkerState.ERROR:
+            self.outcome = ExitCode.INFRA_ERROR
+            self.notify(
+                f"{type(worker.error).__name__}: {worker.error}",
+                title="trainboard failed",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
+        else:
+            self.outcome = ExitCode.INTERRUPTED
+        self._status.show_stopping("")
+        self.refresh_bindings()
+        if self._exit_when_done:
+            self._exit_with_outcome()
+
+    def _exit_with_outcome(self) -> None:
+        """Exit with the session's ExitCode as the app's return code."""
+        if self._quiet_input is not None:
+            # After a hang-up: EOF on the quiet input lets Textual's input thread end.
+            os.close(self._quiet_input)
+            self._quiet_input = None
+            self._revive_writer()
+        self.exit(return_code=int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED))
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every event received so far has been shown."""
+        return not self._inbox and not self._log_pane.pending
+
+    # ------------------------------------------------------------------ commands out
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_run":
+            if not self.running:
+                return False  # hidden once the run has ended
+            return None if self._stop_requested else True  # greyed while stopping
+        return True
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """q, Ctrl+C, Ctrl+Q: exit; while the run goes on, confirm that it stops it."""
+        if not self.running:
+            self._exit_with_outcome()
+            return
+        top = self.screen
+        if isinstance(top, ConfirmScreen):
+            if top.purpose == "quit":
+                top.dismiss(True)  # Ctrl+C twice: yes, stop and quit
+                return
+            top.dismiss(False)
+        if self._stop_requested:
+            self._exit_when_done = True
+            self.notify("Teardown in progress: trainboard exits when it has finished.", title="Quitting")
+            return
+        self.push_screen(
+            ConfirmScreen(
+                "quit",
+                "Quit trainboard?",
+                "The run is still going: quitting stops the job and tears down the runner "
+                "first. Ctrl+C again also says yes.",
+                yes="Stop and quit",
+            ),
+            self._quit_answered,
+        )
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        if yes:
+            self._exit_when_done = True
+            self._stop("quit from the dashboard")
+
+    def action_cancel_run(self) -> None:
+        if not self.running:
+            self.notify("The run has finished: nothing to cancel.")
+            return
+        if self._stop_requested or isinstance(self.screen, ConfirmScreen):
+            return
+        self.push_screen(
+            ConfirmScreen(
+                "cancel",
+                "Cancel the run?",
+                "The job is stopped and the runner torn down; the dashboard stays open.",
+                yes="Cancel run",
+            ),
+            self._cancel_answered,
+        )
+
+    def _cancel_answered(self, yes: bool | None) -> None:
+        if yes:
+            self._stop("cancelled from the dashboard")
+
+    def action_toggle_log(self) -> None:
+        if self.screen.maximized is self._log_pane:
+            self.screen.minimize()
+        else:
+            self.screen.maximize(self._log_pane)
+
+    def _stop(self, reason: str) -> None:
+        """Ask the session to stop; the worker's end decides when (and whether) to exit."""
+        if not self.running:
+            if self._exit_when_done:
+                self._exit_with_outcome()
+            return
+        if not self._stop_requested:
+            self._stop_requested = reason
+            self.session.cancel(reason)
+            self._status.show_stopping(f"{reason}: stopping the job and tearing down …")
+            self.refresh_bindings()
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signals on this platform
+            self._signals.append(sig)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM (and SIGHUP, SIGINT): stop the job, tear down, then exit."""
+        if sig is signal.SIGHUP:
+            self._leave_terminal()
+        self._exit_when_done = True
+        if not self.running:
+            self._exit_with_outcome()
+            return
+        self._stop(f"interrupted by {sig.name}")
+
+    def _leave_terminal(self) -> None:
+        """The terminal hung up: point the app's input and output at quiet files.
+
+        Writing to a hung-up terminal fails with EIO, which kills Textual's writer
+        thread; its bounded queue then fills and the next write blocks the event
+        loop, teardown included. /dev/null takes the output; an empty pipe, never
+        written, takes the input (no EOF, so the input thread does not spin).
+        """
+        if self._quiet_input is not None:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        read_end, self._quiet_input = os.pipe()
+        os.dup2(read_end, 0)
+        os.close(read_end)
+        self._revive_writer()
+
+    def _revive_writer(self) -> None:
+        """Restart Textual's output thread if a write to the dead terminal killed it."""
+        driver = self._driver
+        writer = getattr(driver, "_writer_thread", None)
+        if writer is None or writer.is_alive():
+            return
+        from textual.drivers._writer_thread import WriterThread
+
+        fresh = WriterThread(writer._file)
+        fresh.start()
+        driver._writer_thread = fresh  # type: ignore[union-attr]
+
+
+def make_app(session: Session) -> TrainboardApp:
+    """The one factory: the CLI and the tests build the dashboard here."""
+    return TrainboardApp(session)

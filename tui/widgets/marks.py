@@ -1,0 +1,50 @@
+"""Marks and theme-aware styles shared by the panels."""
+
+from __future__ import annotations
+
+from rich.style import Style as RichStyle
+from rich.text import Text
+from textual.markup import parse_style
+
+from backend.events import StageState
+
+# Icon and theme variable for each state of a stage.
+STAGE_MARKS: dict[StageState, tuple[str, str]] = {
+    StageState.PENDING: ("○", "$text-muted"),
+    StageState.RUNNING: ("●", "$warning"),
+    StageState.DONE: ("✓", "$success"),
+    StageState.FAILED: ("✗", "$error"),
+    StageState.SKIPPED: ("–", "$text-muted"),
+}
+
+# How a finished run's status reads, with the theme variable that colours it.
+STATUS_MARKS: dict[str, tuple[str, str]] = {
+    "succeeded": ("✓", "$success"),
+    "gate-failed": ("✗", "$error"),
+    "job-failed": ("✗", "$error"),
+    "config-error": ("✗", "$error"),
+    "error": ("✗", "$error"),
+    "cancelled": ("■", "$warning"),
+}
+
+
+def rich_style(spec: str) -> RichStyle:
+    """A Rich style from a Textual style string that may name theme variables.
+
+    DataTable cells render through Rich, which knows nothing of ``$success``;
+    this resolves the variables against the running app's theme.
+    """
+    return parse_style(spec).rich_style
+
+
+def styled(text: str, spec: str = "") -> Text:
+    """Plain text (never parsed as markup) in a theme-aware style."""
+    return Text(text, style=rich_style(spec)) if spec else Text(text)
+
+
+def clock(seconds: float) -> str:
+    """Whole seconds as m:ss or h:mm:ss, for times that tick."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,96 @@
+"""The metrics panel: the latest value of each followed metric, its delta against
+the baseline, and a small trend of its recent values."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from backend import events as ev
+from backend.config import RunConfig
+from tui.widgets.marks import styled
+
+TREND_POINTS = 8
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def trend(values: deque[float] | list[float]) -> str:
+    """A sparkline of the values, lowest ▁, highest █."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    if span == 0:
+        return _BARS[3] * len(values)
+    return "".join(_BARS[round((v - low) / span * (len(_BARS) - 1))] for v in values)
+
+
+class MetricsPanel(DataTable[Text]):
+    DEFAULT_CSS = """
+    MetricsPanel {
+        height: auto;
+    }
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(id="metrics", cursor_type="none", zebra_stripes=False, show_cursor=False)
+        self.border_title = "Metrics"
+        self.config = config
+        self.latest: dict[str, float] = {}
+        self.step: dict[str, int] = {}
+        self.history: dict[str, deque[float]] = {key: deque(maxlen=TREND_POINTS) for key in config.metrics}
+        self.baseline: dict[str, float] = {}
+        self.base_branch = config.compare.base
+        self._shown: dict[str, tuple[object, ...]] = {}
+        self._title_shown = ""
+
+    def on_mount(self) -> None:
+        self.add_column("metric", key="metric")
+        self.add_column("value", key="value")
+        self.add_column("Δ base", key="delta")
+        self.add_column("trend", key="trend")
+        for key in self.config.metrics:
+            self.add_row(Text(self.config.display_name(key)), Text("—"), Text(""), Text(""), key=key)
+
+    def apply(self, event: ev.Event) -> None:
+        match event:
+            case ev.MetricPoints(points=points):
+                for point in points:
+                    if point.key not in self.config.metrics:
+                        continue
+                    self.latest[point.key] = point.value
+                    self.step[point.key] = point.step
+                    self.history[point.key].append(point.value)
+            case ev.BaselineFound(branch=branch, metrics=metrics):
+                self.base_branch = branch
+                self.baseline = dict(metrics)
+
+    def refresh_view(self, now: float) -> None:
+        for key, spec in self.config.metrics.items():
+            value = self.latest.get(key)
+            base = self.baseline.get(key)
+            shown = (value, base, tuple(self.history[key]))
+            if self._shown.get(key) == shown:
+                continue
+            self._shown[key] = shown
+            digits = spec.digits
+            delta_cell = Text("")
+            if value is not None and base is not None:
+                delta = value - base
+                improved = None if delta == 0 else (delta > 0) == (spec.goal == "max")
+                style = "" if improved is None else ("$success" if improved else "$error")
+                delta_cell = styled(f"{delta:+.{digits}f}", style)
+            self.update_cell(key, "value", Text("—" if value is None else f"{value:.{digits}f}"), update_width=True)
+            self.update_cell(key, "delta", delta_cell, update_width=True)
+            self.update_cell(key, "trend", styled(trend(self.history[key]), "$accent"), update_width=True)
+        steps = set(self.step.values())
+        title = "Metrics" + (f" · step {max(steps)}" if steps else "")
+        if title != self._title_shown:
+            self._title_shown = title
+            self.border_title = title
+            self.border_subtitle = f"Δ vs {self.base_branch}" if self.baseline else ""
+
+    def invalidate(self) -> None:
+        self._shown.clear()
