@@ -37,7 +37,7 @@ class RunRecord:
 
     def save(self) -> None:
         tmp = self.path / (RECORD + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=str))
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
         os.replace(tmp, self.path / RECORD)
 
 
