@@ -26,11 +26,7 @@ def recompare(record: RunRecord) -> Comparison:
         base = tracking.baseline(config.compare.base, exclude_run_id=run_id)
     except TrackingError as exc:
         raise RecompareError(str(exc)) from exc
-    label = ""
-    if base is not None:
-        label = f"{config.compare.base} @ {base.commit[:7] or '?'}"
-        if base.trainboard_run_id:
-            label += f" (run {base.trainboard_run_id})"
+    label = base.label(config.compare.base) if base else ""
     return compare(
         config,
         after,

@@ -381,11 +381,7 @@ class Session:
 
     def _compare(self, final: bool) -> Comparison:
         base = self.baseline
-        label = ""
-        if base is not None:
-            label = f"{self.config.compare.base} @ {base.commit[:7] or '?'}"
-            if base.trainboard_run_id:
-                label += f" (run {base.trainboard_run_id})"
+        label = base.label(self.config.compare.base) if base else ""
         return compare(
             self.config,
             self.latest,

@@ -87,6 +87,11 @@ class Baseline:
     trainboard_run_id: str
     end_time: int | None = None
 
+    def label(self, branch: str) -> str:
+        """How reports name it: "main @ 1a2b3c4 (run 20261122-...)"."""
+        text = f"{branch} @ {self.commit[:7] or '?'}"
+        return f"{text} (run {self.trainboard_run_id})" if self.trainboard_run_id else text
+
 
 @dataclass
 class MetricCursor:

@@ -31,7 +31,6 @@ class HeadlessView:
         self.console = Console(file=self.out, highlight=False, soft_wrap=True, force_terminal=tty,
                                no_color=not tty, width=None if tty else 120)
         self.err = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
-        self.comparison = None
 
     def __call__(self, event: ev.Event) -> None:
         match event:
@@ -59,7 +58,6 @@ class HeadlessView:
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):
-                self.comparison = comp
                 if comp.final:
                     self.console.print(comparison_table(comp))
                     self.console.print(verdict_text(comp))
