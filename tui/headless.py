@@ -25,7 +25,10 @@ _MARK = {StageState.RUNNING: "…", StageState.DONE: "✓", StageState.FAILED: "
 class HeadlessView:
     """Prints every event of a session; holds no run logic."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(
+        self, out: TextIO | None = None, err: TextIO | None = None, follow: set[str] | None = None
+    ) -> None:
+        self.follow = follow  # metric keys to print; None prints every key the job logs
         self.out = out or sys.stdout
         tty = self.out.isatty()
         self.console = Console(file=self.out, highlight=False, soft_wrap=True, force_terminal=tty,
@@ -52,9 +55,10 @@ class HeadlessView:
                 text = f"baseline: {branch} run {run_id}" if run_id else f"baseline: none yet on {branch}"
                 self._say(f"  {text}", "dim")
             case ev.MetricPoints(points=points):
-                shown = ", ".join(f"{p.key}={p.value:.4f}" for p in points)
-                step = points[-1].step
-                self._say(f"  metrics @ step {step}: {shown}", "magenta")
+                points = tuple(p for p in points if self.follow is None or p.key in self.follow)
+                if points:
+                    shown = ", ".join(f"{p.key}={p.value:.4f}" for p in points)
+                    self._say(f"  metrics @ step {points[-1].step}: {shown}", "magenta")
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):
@@ -78,7 +82,7 @@ class HeadlessView:
 
 
 async def run_headless(session: Session) -> ExitCode:
-    session.subscribe(HeadlessView())
+    session.subscribe(HeadlessView(follow=set(session.config.metrics)))
     loop = asyncio.get_running_loop()
 
     def stop(name: str) -> None:
