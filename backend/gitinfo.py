@@ -49,27 +49,17 @@ def _ci_branch() -> str | None:
     return None
 
 
-SKIP_DIRS = {".git", ".trainboard", ".venv", "venv", "__pycache__", "node_modules"}
-
-
 def files_to_sync(state: GitState) -> list[str]:
     """The current commit plus uncommitted changes, honouring .gitignore.
 
     Tracked files as they are in the working tree, and untracked files that
-    git does not ignore. Outside git: every file, less the usual caches.
+    git does not ignore; never trainboard's own folder.
     """
-    if state.is_git:
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=state.root,
-            capture_output=True,
-            check=True,
-        ).stdout
-        names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
-        return [n for n in names if n.split("/", 1)[0] not in SKIP_DIRS and (state.root / n).exists()]
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(state.root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-        rel = Path(dirpath).relative_to(state.root)
-        found.extend(str(rel / f) if str(rel) != "." else f for f in filenames)
-    return sorted(found)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=state.root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
+    return [n for n in names if not n.startswith(".trainboard/") and (state.root / n).exists()]

@@ -167,6 +167,13 @@ class Session:
         async with self._stage(Stage.CHECK):
             mlflow_import = prefetch()
             self.git = git_state(self.root)
+            if not self.git.is_git:
+                raise ConfigError(
+                    f"{self.root} is not inside a git repository",
+                    file=str(self.loaded.path),
+                    fix="run trainboard from a git checkout (`git init` and commit your code): it syncs "
+                    "the current commit plus uncommitted changes, and compares branches",
+                )
             if not (self.root / cfg.job.workdir).is_dir():
                 raise self.loaded.error(
                     "job.workdir",

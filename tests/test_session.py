@@ -19,7 +19,7 @@ from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
 from backend.tracking import Tracking
-from tests.conftest import ROOT, git, run_cli
+from tests.conftest import ROOT, TINY_CONFIG, git, run_cli
 
 
 def records(repo: Path) -> list[dict]:
@@ -229,3 +229,11 @@ def test_the_real_example_trains_minilm(tmp_path: Path) -> None:
     assert set(run.data.metrics) >= {"f1", "precision", "recall", "loss"}
     report = (run_dir / "report.md").read_text()
     assert "![confusion matrix](confusion_matrix.png)" in report
+
+
+def test_outside_git_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "tb.yaml").write_text(TINY_CONFIG)
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=tmp_path)
+    assert proc.returncode == ExitCode.CONFIG_ERROR, proc.stdout + proc.stderr
+    assert "is not inside a git repository" in proc.stderr and "fix:" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tb.yaml"]  # no .trainboard, no copy
