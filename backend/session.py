@@ -26,6 +26,7 @@ from backend.events import Stage, StageState
 from backend.exitcodes import ExitCode
 from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
 from backend.logtail import CHUNK_SIZE, LineSplitter
+from backend.redact import Redactor
 from backend.runners import JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
 from backend.tracking import (
@@ -90,6 +91,8 @@ class Session:
         self.store = RunStore(self.root / ".trainboard")
         self.run_id = run_id or new_run_id()
         self.bus = EventBus()
+        # Secret values (env vars named like TOKEN/SECRET/KEY) never reach a view or the report.
+        self.redact = Redactor.from_env(os.environ, self.config.job.env)
         self.record: RunRecord | None = None
         self.runner: Runner | None = None
         self.tracking: Tracking | None = None
@@ -342,7 +345,7 @@ class Session:
             if chunk:
                 lines = splitter.feed(chunk)
                 if lines:
-                    self._publish(ev.LogLines(source, tuple(lines), splitter.offset))
+                    self._publish(ev.LogLines(source, tuple(self.redact.lines(lines)), splitter.offset))
                 if len(chunk) == CHUNK_SIZE:
                     await asyncio.sleep(0)  # let the views breathe, then read on
                     continue
@@ -352,10 +355,10 @@ class Session:
                 while chunk := await self.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
                     lines = splitter.feed(chunk)
                     if lines:
-                        self._publish(ev.LogLines(source, tuple(lines), splitter.offset))
+                        self._publish(ev.LogLines(source, tuple(self.redact.lines(lines)), splitter.offset))
                 rest = splitter.flush()
                 if rest:
-                    self._publish(ev.LogLines(source, tuple(rest), splitter.offset))
+                    self._publish(ev.LogLines(source, tuple(self.redact.lines(rest)), splitter.offset))
                 if status.exit_code is None:
                     raise JobFailed(f"the {source} vanished without an exit code", None)
                 return status.exit_code
@@ -435,7 +438,7 @@ class Session:
             baseline_params=self.baseline.params if self.baseline else None,
             plot=plot,
             confusion_matrix=cm.name if cm.exists() else None,
-            log_tail=rp.tail_lines(self.run_dir / "job.log", self.config.report.log_lines),
+            log_tail=self.redact.lines(rp.tail_lines(self.run_dir / "job.log", self.config.report.log_lines)),
         )
         path = self.run_dir / "report.md"
         path.write_text(rp.render(data))
@@ -533,6 +536,7 @@ class Session:
         self.record.save()
 
     def _error(self, stage: Stage | None, message: str) -> None:
+        message = self.redact(message)
         if self.record is not None:
             self.record.data.setdefault("errors", []).append({"stage": stage.value if stage else None,
                                                              "message": message})

@@ -237,3 +237,21 @@ def test_outside_git_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.CONFIG_ERROR, proc.stdout + proc.stderr
     assert "is not inside a git repository" in proc.stderr and "fix:" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tb.yaml"]  # no .trainboard, no copy
+
+
+def test_secrets_never_reach_events_or_the_report(tiny_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "ghp_" + "Z9" * 18
+    secret = "s3cr3t-value-123"
+    job = 'import os; print("token", os.environ["GITHUB_TOKEN"]); print("pw", os.environ["DB_PASSWORD"])'
+    loaded = load_config(tiny_repo / "tb.yaml", [f"job.command=python -c '{job}'", "job.env.DB_PASSWORD=" + secret])
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    session = Session(loaded, root=tiny_repo)
+    seen = collect(session)
+    import asyncio
+
+    asyncio.run(session.run())
+    text = "\n".join(line for e in seen if isinstance(e, ev.LogLines) for line in e.lines)
+    assert "token ***" in text and "pw ***" in text
+    assert token not in text and secret not in text
+    report = (session.run_dir / "report.md").read_text()
+    assert token not in report and secret not in report and "token ***" in report
