@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from backend.config import Gate, RunConfig
 
@@ -45,6 +46,14 @@ class Comparison:
     baseline_label: str  # what to call it: "main @ 1a2b3c4 (run 2026...)"
     rows: tuple[ComparisonRow, ...]
     final: bool  # False while the job still runs (live deltas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        rows = tuple(ComparisonRow(**row) for row in data.get("rows", ()))
+        return cls(**{**data, "rows": rows})
 
     @property
     def has_baseline(self) -> bool:

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     CONFIG_ERROR = 2  # the config or the command line is wrong; nothing was started
     INFRA_ERROR = 3  # the runner, MLflow, git or the disk failed
     JOB_FAILED = 4  # the training job exited non-zero
+    DETACHED = 5  # the view left, the job runs on: `trainboard attach RUN` returns to it
     INTERRUPTED = 130  # Ctrl-C / SIGTERM / cancel: torn down cleanly
 
     @property
@@ -24,5 +25,6 @@ _STATUS = {
     ExitCode.CONFIG_ERROR: "config-error",
     ExitCode.INFRA_ERROR: "error",
     ExitCode.JOB_FAILED: "job-failed",
+    ExitCode.DETACHED: "detached",
     ExitCode.INTERRUPTED: "cancelled",
 }

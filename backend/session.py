@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
@@ -21,8 +22,8 @@ import yaml
 
 from backend import events as ev
 from backend.compare import Comparison, compare
-from backend.config import ConfigError, LoadedConfig
-from backend.events import Stage, StageState
+from backend.config import ConfigError, LoadedConfig, RunConfig
+from backend.events import STAGES, Stage, StageState
 from backend.exitcodes import ExitCode
 from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
 from backend.logtail import CHUNK_SIZE, LineSplitter
@@ -45,6 +46,36 @@ from backend.tracking import (
 Subscriber = Callable[[ev.Event], None]
 
 TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
+
+
+REPLAY_LINES = 5000  # log lines a finished run shows on attach (the whole log stays on disk)
+METRICS_FILE = "metrics.jsonl"
+
+
+def write_metric_history(run_dir: Path, points: list[ev.MetricPoint], append: bool) -> None:
+    """The run's metric history on disk, one JSON object a line."""
+    if not run_dir.is_dir():
+        return
+    text = "".join(
+        json.dumps({"key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}) + "\n" for p in points
+    )
+    with open(run_dir / METRICS_FILE, "a" if append else "w") as fh:
+        fh.write(text)
+
+
+def read_metric_history(run_dir: Path) -> list[ev.MetricPoint]:
+    try:
+        text = (run_dir / METRICS_FILE).read_text()
+    except FileNotFoundError:
+        return []
+    points = []
+    for line in text.splitlines():
+        try:
+            d = json.loads(line)
+            points.append(ev.MetricPoint(str(d["key"]), float(d["value"]), int(d["step"]), int(d["timestamp"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return points
 
 
 def _import_matplotlib() -> None:
@@ -108,6 +139,8 @@ class Session:
         self._task: asyncio.Task[Any] | None = None
         self._tracking_task: asyncio.Task[None] | None = None
         self._cancel_reason = ""
+        self._detaching = False
+        self._attach_to: RunRecord | None = None  # set by Session.attach
         self._stage_started: dict[Stage, float] = {}
         self._ended: set[Stage] = set()
         self._cursor = MetricCursor()
@@ -126,6 +159,38 @@ class Session:
         self._task.cancel()
         return True
 
+    def detach(self) -> bool:
+        """End this session and leave the job running; `trainboard attach RUN` comes back.
+
+        Only while the training job runs. Returns False when there is nothing to leave.
+        """
+        if self._job is None or self._job.name != "job" or self._job_exit is not None:
+            return False
+        self._detaching = True
+        if not self.cancel("detached"):
+            self._detaching = False
+            return False
+        return True
+
+    @property
+    def can_detach(self) -> bool:
+        return self._job is not None and self._job.name == "job" and self._job_exit is None
+
+    @classmethod
+    def attach(cls, record: RunRecord, root: Path) -> Session:
+        """A session for a recorded run: a job still running is followed to its end
+        (then collected, compared and reported); a finished run is shown as it ended."""
+        raw = record.get("config") or {}
+        loaded = LoadedConfig(
+            config=RunConfig.model_validate(raw),
+            path=Path(record.get("config_path") or "config"),
+            overrides=tuple(record.get("overrides") or ()),
+            raw=raw,
+        )
+        session = cls(loaded, root=root, run_id=record.run_id)
+        session._attach_to = record
+        return session
+
     @property
     def run_dir(self) -> Path:
         return self.store.runs / self.run_id
@@ -137,12 +202,18 @@ class Session:
         self._started = time.time()
         outcome = ExitCode.INFRA_ERROR
         failed_stage: Stage | None = None
+        if self._attach_to is not None and self._attach_to.get("status") not in ("running", "detached"):
+            return self._replay(self._attach_to)
         try:
-            outcome = await self._stages()
+            outcome = await (self._attached(self._attach_to) if self._attach_to else self._stages())
         except asyncio.CancelledError:
-            outcome = ExitCode.INTERRUPTED
-            failed_stage = self._current_stage()
-            self._publish(ev.Notice(f"{self._cancel_reason or 'cancelled'}: tearing down"))
+            if self._detaching:
+                outcome = ExitCode.DETACHED
+                self._publish(ev.Notice(f"detached: the job runs on; `trainboard attach {self.run_id}` returns"))
+            else:
+                outcome = ExitCode.INTERRUPTED
+                failed_stage = self._current_stage()
+                self._publish(ev.Notice(f"{self._cancel_reason or 'cancelled'}: tearing down"))
         except ConfigError as exc:
             outcome, failed_stage = ExitCode.CONFIG_ERROR, self._current_stage()
             self._error(failed_stage, str(exc))
@@ -245,27 +316,41 @@ class Session:
                 "TRAINBOARD_RUN_ID": self.run_id,
             }
             handle = await self._start(self._spec("job", (cfg.job.command,), env))
-            poller = asyncio.create_task(self._poll_metrics())
-            threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
-            try:
-                timeout = cfg.job.timeout_minutes * 60 if cfg.job.timeout_minutes else None
-                try:
-                    code = await asyncio.wait_for(self._follow(handle, "job"), timeout)
-                except TimeoutError:
-                    await self.runner.stop(handle)
-                    limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"
-                    raise JobFailed(f"the job ran past {limit}", None) from None
-            finally:
-                poller.cancel()
-                with contextlib.suppress(BaseException):
-                    await poller
-            self._job_exit = code
-            self._job_seconds = time.time() - handle.started_at
-            self.record.update(job_exit_code=code, job_seconds=self._job_seconds)
-            self._publish(ev.JobFinished(exit_code=code, duration=self._job_seconds))
-            if code != 0:
-                self._end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}")
+            code = await self._train(handle)
+        return await self._finish(code)
 
+    async def _train(self, handle: JobHandle) -> int:
+        """Follow the job's log and poll its metrics until it exits (inside TRAIN)."""
+        cfg = self.config
+        assert self.runner is not None and self.record is not None
+        poller = asyncio.create_task(self._poll_metrics())
+        threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
+        try:
+            timeout = None  # counted from the job's start: an attach gets what is left
+            if cfg.job.timeout_minutes:
+                timeout = max(0.0, cfg.job.timeout_minutes * 60 - (time.time() - handle.started_at))
+            try:
+                code = await asyncio.wait_for(self._follow(handle, "job"), timeout)
+            except TimeoutError:
+                await self.runner.stop(handle)
+                limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"
+                raise JobFailed(f"the job ran past {limit}", None) from None
+        finally:
+            poller.cancel()
+            with contextlib.suppress(BaseException):
+                await poller
+        self._job_exit = code
+        self._job_seconds = time.time() - handle.started_at
+        self.record.update(job_exit_code=code, job_seconds=self._job_seconds)
+        self._publish(ev.JobFinished(exit_code=code, duration=self._job_seconds))
+        if code != 0:
+            self._end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}")
+        return code
+
+    async def _finish(self, code: int) -> ExitCode:
+        """Collect, compare and report once the job has exited with ``code``."""
+        cfg = self.config
+        assert self.runner is not None and self.tracking is not None and self.record is not None
         async with self._stage(Stage.COLLECT) as note:
             await self._poll_once()  # points logged after the last poll
             status = "FINISHED" if code == 0 else "FAILED"
@@ -285,13 +370,102 @@ class Session:
             self.comparison = self._compare(final=True)
             note(self.comparison.verdict)
             self._publish(ev.ComparisonReady(self.comparison))
-            self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed)
+            self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed,
+                               comparison=self.comparison.to_dict())
 
         async with self._stage(Stage.REPORT):
             path = await self._write_report("succeeded" if self.comparison.passed else "gate-failed")
             self._publish(ev.ReportWritten(str(path)))
 
         return ExitCode.OK if self.comparison.passed else ExitCode.GATE_FAILED
+
+    async def _attached(self, record: RunRecord) -> ExitCode:
+        """Follow a recorded job that was left running, then finish the run as usual."""
+        self._restore(record)
+        job = record.get("job")
+        if not job:
+            raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
+        kind = self.config.runner.kind
+        self.runner = make_runner(kind, str(self.run_dir))
+        address = (record.get("runner") or {}).get("address", "")
+        self._publish(ev.RunnerChanged(state="ready", kind=kind, address=address))
+        handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
+                           started_at=float(job["started_at"]))
+        self._job = handle
+        record.update(status="running", trainboard_pid=os.getpid())
+        if self.tracking is not None:
+            try:
+                self.baseline = await asyncio.to_thread(
+                    self.tracking.baseline, self.config.compare.base, self.mlflow_run_id
+                )
+            except TrackingError as exc:
+                self._publish(ev.Notice(f"baseline unavailable: {exc}"))
+            self._publish_baseline()
+        async with self._stage(Stage.TRAIN):
+            self._publish(ev.RunnerChanged(state="training", kind=kind))
+            code = await self._train(handle)
+        return await self._finish(code)
+
+    def _replay(self, record: RunRecord) -> ExitCode:
+        """Show a finished run as it ended: stages, log tail, metric history, comparison."""
+        from backend.report import tail_lines
+
+        self._restore(record)
+        self._publish(ev.RunnerChanged(state="stopped", kind=self.config.runner.kind))
+        for source in ("setup", "job"):
+            lines = tail_lines(self.run_dir / f"{source}.log", REPLAY_LINES)
+            if lines:
+                size = (self.run_dir / f"{source}.log").stat().st_size
+                self._publish(ev.LogLines(source, tuple(self.redact.lines(lines)), size))
+        self._accept(read_metric_history(self.run_dir), persist=False)
+        comparison = record.get("comparison")
+        if comparison:
+            self.comparison = Comparison.from_dict(comparison)
+            before = tuple((r.key, r.before) for r in self.comparison.rows if r.before is not None)
+            self._publish(ev.BaselineFound(self.comparison.base_branch, self.comparison.baseline_run_id, before))
+            self._publish(ev.ComparisonReady(self.comparison))
+        if record.get("job_exit_code") is not None:
+            self._publish(ev.JobFinished(int(record.get("job_exit_code")), float(record.get("job_seconds") or 0)))
+        report = self.run_dir / "report.md"
+        if report.exists():
+            self._publish(ev.ReportWritten(str(report)))
+        outcome = ExitCode(int(record.get("exit_code", ExitCode.INFRA_ERROR)))
+        self._publish(ev.RunFinished(int(outcome), str(record.get("status")), float(record.get("duration") or 0)))
+        return outcome
+
+    def _restore(self, record: RunRecord) -> None:
+        """The state a recorded run had: git, tracking, its stages as they were."""
+        self.record = record
+        self.git = GitState(root=self.root, branch=str(record.get("branch", "")), commit=str(record.get("commit", "")),
+                            dirty=bool(record.get("dirty")), is_git=True)
+        mlflow = record.get("mlflow") or {}
+        if mlflow.get("tracking_uri"):
+            self.tracking = Tracking(mlflow["tracking_uri"], mlflow.get("experiment", self.config.mlflow.experiment))
+        self.mlflow_run_id = mlflow.get("run_id", "")
+        self._started = float(record.get("created_at") or time.time())
+        self._publish(ev.RunStarted(run_id=self.run_id, branch=self.git.branch, commit=self.git.commit,
+                                    dirty=self.git.dirty, runner_kind=self.config.runner.kind,
+                                    config_path=str(self.loaded.path), run_dir=str(self.run_dir)))
+        for stage in STAGES:
+            info = (record.get("stages") or {}).get(stage.value)
+            if not info or info.get("state") == StageState.RUNNING.value:
+                continue
+            self._stage_started[stage] = info.get("started_at") or self._started
+            self._ended.add(stage)
+            self._publish(ev.StageChanged(stage, StageState(info["state"]), info.get("detail", ""),
+                                          float(info.get("elapsed") or 0)))
+        if self.mlflow_run_id and self.tracking is not None:
+            self._publish(ev.TrackingReady(self.tracking.tracking_uri, self.tracking.experiment, self.mlflow_run_id))
+
+    def _publish_baseline(self) -> None:
+        base = self.baseline
+        self._publish(
+            ev.BaselineFound(
+                branch=self.config.compare.base,
+                mlflow_run_id=base.mlflow_run_id if base else "",
+                metrics=tuple(sorted(base.metrics.items())) if base else (),
+            )
+        )
 
     # ------------------------------------------------------------------ pieces
 
@@ -327,14 +501,7 @@ class Session:
         self.record.update(mlflow={**self.record.get("mlflow", {}), "run_id": self.mlflow_run_id,
                                    "baseline_run_id": self.baseline.mlflow_run_id if self.baseline else ""})
         self._publish(ev.TrackingReady(self.tracking.tracking_uri, self.tracking.experiment, self.mlflow_run_id))
-        base = self.baseline
-        self._publish(
-            ev.BaselineFound(
-                branch=self.config.compare.base,
-                mlflow_run_id=base.mlflow_run_id if base else "",
-                metrics=tuple(sorted(base.metrics.items())) if base else (),
-            )
-        )
+        self._publish_baseline()
 
     async def _follow(self, handle: JobHandle, source: str) -> int:
         """Stream a job's log into LogLines events until it exits; its exit code."""
@@ -379,9 +546,11 @@ class Session:
         points = await asyncio.to_thread(self.tracking.latest, self.mlflow_run_id)
         self._accept(self._cursor.newer(points))
 
-    def _accept(self, fresh: list[ev.MetricPoint]) -> None:
+    def _accept(self, fresh: list[ev.MetricPoint], persist: bool = True) -> None:
         if not fresh:
             return
+        if persist:
+            write_metric_history(self.run_dir, fresh, append=True)
         self.points.extend(fresh)
         for point in fresh:
             self.latest[point.key] = point.value
@@ -411,6 +580,8 @@ class Session:
             with contextlib.suppress(TrackingError):
                 history = await asyncio.to_thread(self.tracking.history, self.mlflow_run_id, keys)
         history = history or self.points
+        if history:  # the complete history, points between two polls included
+            write_metric_history(self.run_dir, history, append=False)
         base_metrics = self.baseline.metrics if self.baseline else None
         plot = None
         if history:
@@ -455,7 +626,7 @@ class Session:
             with contextlib.suppress(BaseException):
                 await self._tracking_task  # its thread's result, if any, is not needed now
         if self.runner is not None:
-            if self._job is not None:
+            if self._job is not None and outcome is not ExitCode.DETACHED:
                 try:
                     status = await self.runner.status(self._job)
                     if status.running:
@@ -480,7 +651,7 @@ class Session:
                 await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, mlflow_status)
             except Exception as exc:
                 problems.append(f"marking the MLflow run {mlflow_status}: {exc}")
-        if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
+        if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED, ExitCode.DETACHED):
             try:
                 path = await self._write_report(outcome.status)
                 self._publish(ev.ReportWritten(str(path)))

@@ -255,3 +255,45 @@ def test_secrets_never_reach_events_or_the_report(tiny_repo: Path, monkeypatch: 
     assert token not in text and secret not in text
     report = (session.run_dir / "report.md").read_text()
     assert token not in report and secret not in report and "token ***" in report
+
+
+async def test_detach_leaves_the_job_running_and_attach_finishes_the_run(tiny_repo: Path) -> None:
+    import asyncio
+
+    session = Session(load_config(tiny_repo / "tb.yaml", ["params.sleep=1.5", "params.epochs=3"]), root=tiny_repo)
+    detached: list[bool] = []
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.LogLines) and any(line.startswith("epoch 1") for line in event.lines):
+            detached.append(session.detach())
+
+    session.subscribe(on_event)
+    outcome = await asyncio.wait_for(session.run(), 120)
+    assert detached == [True] and outcome is ExitCode.DETACHED
+    (record,) = records(tiny_repo)
+    assert record["status"] == "detached" and record["stages"]["train"]["state"] == "running"
+    assert group_alive(record["job"]["pid"]), "detach must leave the job running"
+    # `trainboard attach` follows it to its end: the log once, then collect, compare, report.
+    proc = run_cli(["attach", record["run_id"], "--no-tui"], cwd=tiny_repo)
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("epoch")] == [
+        "epoch 1: f1=0.700", "epoch 2: f1=0.800", "epoch 3: f1=0.900"
+    ]
+    (record,) = records(tiny_repo)
+    assert record["status"] == "succeeded" and record["job_exit_code"] == 0
+    assert record["comparison"]["rows"][0]["after"] == pytest.approx(0.9)
+    assert mlflow_run(tiny_repo, record["mlflow"]["run_id"]).info.status == "FINISHED"
+    history = (tiny_repo / ".trainboard" / "runs" / record["run_id"] / "metrics.jsonl").read_text()
+    assert sorted(json.loads(line)["step"] for line in history.splitlines() if '"f1"' in line) == [1, 2, 3]
+
+
+def test_attach_to_a_finished_run_shows_it_and_changes_nothing(tiny_repo: Path) -> None:
+    assert run_cli(["run", "tb.yaml", "--no-tui", "--set", "params.exit_code=0"], cwd=tiny_repo).returncode == 0
+    (before,) = records(tiny_repo)
+    proc = run_cli(["attach", "--no-tui"], cwd=tiny_repo)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert "epoch 2: f1=0.800" in proc.stdout and "no baseline yet" in proc.stdout
+    assert "finished: succeeded" in proc.stdout
+    (after,) = records(tiny_repo)
+    assert after == before
+    assert run_cli(["attach", "nope", "--no-tui"], cwd=tiny_repo).returncode == ExitCode.CONFIG_ERROR

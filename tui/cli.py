@@ -7,6 +7,11 @@ import atexit
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backend.session import Session
+    from backend.store import RunStore
 
 EXIT_CODES_HELP = """exit codes:
   0   ok: the run finished and every gate passed
@@ -14,6 +19,7 @@ EXIT_CODES_HELP = """exit codes:
   2   config error: nothing was started
   3   infrastructure error: runner, MLflow, git or disk
   4   job failed: the training job exited non-zero
+  5   detached: the view left, the job runs on (trainboard attach RUN returns)
   130 interrupted: Ctrl-C, SIGTERM or cancel; torn down cleanly
 """
 
@@ -33,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard (CI)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting, e.g. --set params.epochs=2 (repeatable)")
+
+    att = sub.add_parser("attach", help="come back to a run: follow a job left running, or show a finished run",
+                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    att.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    att.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard")
 
     runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs")
     runs.add_argument("--json", action="store_true", help="print the records as JSON")
@@ -74,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "attach":
+        return _attach(args)
     if args.command == "runs":
         return _runs(args)
     if args.command == "compare":
@@ -96,8 +109,30 @@ def _run(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG_ERROR
     from backend.session import Session
 
-    session = Session(loaded)
-    if args.no_tui:
+    return _show(Session(loaded), args.no_tui)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from backend.exitcodes import ExitCode
+    from backend.session import Session
+    from backend.tracking import prefetch
+
+    store = _store()
+    try:
+        record = store.resolve(args.run)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    if record.get("status") in ("running", "detached"):
+        prefetch()
+    return _show(Session.attach(record, store.root.parent), args.no_tui)
+
+
+def _show(session: Session, no_tui: bool) -> int:
+    """Run ``session`` in the dashboard, or headless; its exit code."""
+    from backend.exitcodes import ExitCode
+
+    if no_tui:
         import asyncio
 
         from tui.headless import run_headless
@@ -110,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     return int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
 
 
-def _store():
+def _store() -> RunStore:
     from backend.gitinfo import repo_root
     from backend.store import RunStore
 
