@@ -144,6 +144,7 @@ class Session:
         self._stage_started: dict[Stage, float] = {}
         self._ended: set[Stage] = set()
         self._cursor = MetricCursor()
+        self._latest_mark: dict[str, tuple[int, int]] = {}
         self._started = 0.0
 
     # ------------------------------------------------------------------ API for views
@@ -290,7 +291,9 @@ class Session:
             self._publish(ev.RunnerChanged(state="provisioning", kind=cfg.runner.kind))
             self.runner = make_runner(cfg.runner.kind, str(self.run_dir))
             host = await self.runner.provision()
-            self.record.update(runner={"kind": host.kind, "address": host.address, "workspace": host.workspace})
+            ready_at = time.time()
+            self.record.update(runner={"kind": host.kind, "address": host.address, "workspace": host.workspace,
+                                       "details": dict(host.details), "ready_at": ready_at})
             self._publish(ev.RunnerChanged(state="ready", kind=host.kind, address=host.address, details=host.details))
 
         async with self._stage(Stage.SYNC) as note:
@@ -353,6 +356,7 @@ class Session:
         assert self.runner is not None and self.tracking is not None and self.record is not None
         async with self._stage(Stage.COLLECT) as note:
             await self._poll_once()  # points logged after the last poll
+            await self._reconcile_history()
             status = "FINISHED" if code == 0 else "FAILED"
             await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, status)
             got = []
@@ -387,8 +391,10 @@ class Session:
             raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
         kind = self.config.runner.kind
         self.runner = make_runner(kind, str(self.run_dir))
-        address = (record.get("runner") or {}).get("address", "")
-        self._publish(ev.RunnerChanged(state="ready", kind=kind, address=address))
+        runner = record.get("runner") or {}
+        self._publish(ev.RunnerChanged(state="ready", kind=kind, address=runner.get("address", ""),
+                                       details=tuple((runner.get("details") or {}).items()),
+                                       at=float(runner.get("ready_at") or time.time())))
         handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
                            started_at=float(job["started_at"]))
         self._job = handle
@@ -401,7 +407,8 @@ class Session:
             except TrackingError as exc:
                 self._publish(ev.Notice(f"baseline unavailable: {exc}"))
             self._publish_baseline()
-        async with self._stage(Stage.TRAIN):
+        began = ((record.get("stages") or {}).get(Stage.TRAIN.value) or {}).get("started_at")
+        async with self._stage(Stage.TRAIN, began=began):
             self._publish(ev.RunnerChanged(state="training", kind=kind))
             code = await self._train(handle)
         return await self._finish(code)
@@ -445,10 +452,12 @@ class Session:
         self._started = float(record.get("created_at") or time.time())
         self._publish(ev.RunStarted(run_id=self.run_id, branch=self.git.branch, commit=self.git.commit,
                                     dirty=self.git.dirty, runner_kind=self.config.runner.kind,
-                                    config_path=str(self.loaded.path), run_dir=str(self.run_dir)))
+                                    config_path=str(self.loaded.path), run_dir=str(self.run_dir),
+                                    at=self._started))
+        live = record.get("status") in ("running", "detached")
         for stage in STAGES:
             info = (record.get("stages") or {}).get(stage.value)
-            if not info or info.get("state") == StageState.RUNNING.value:
+            if not info or info.get("state") == StageState.RUNNING.value or (live and stage is Stage.TEARDOWN):
                 continue
             self._stage_started[stage] = info.get("started_at") or self._started
             self._ended.add(stage)
@@ -546,14 +555,30 @@ class Session:
         points = await asyncio.to_thread(self.tracking.latest, self.mlflow_run_id)
         self._accept(self._cursor.newer(points))
 
+    async def _reconcile_history(self) -> None:
+        """Points logged and superseded between two polls: read the followed metrics'
+        history once, at the end, and publish what the polls missed."""
+        assert self.tracking is not None
+        try:
+            history = await asyncio.to_thread(self.tracking.history, self.mlflow_run_id, list(self.config.metrics))
+        except TrackingError as exc:
+            self._publish(ev.Notice(f"metric history unavailable: {exc}"))
+            return
+        seen = {(p.key, p.step, p.timestamp) for p in self.points}
+        missed = sorted((p for p in history if (p.key, p.step, p.timestamp) not in seen), key=lambda p: (p.step, p.key))
+        self._accept(missed)
+
     def _accept(self, fresh: list[ev.MetricPoint], persist: bool = True) -> None:
         if not fresh:
             return
         if persist:
             write_metric_history(self.run_dir, fresh, append=True)
         self.points.extend(fresh)
-        for point in fresh:
-            self.latest[point.key] = point.value
+        for point in fresh:  # late points (from the history) never replace newer ones
+            mark = (point.step, point.timestamp)
+            if mark >= self._latest_mark.get(point.key, (-(2**62), 0)):
+                self._latest_mark[point.key] = mark
+                self.latest[point.key] = point.value
         self._publish(ev.MetricPoints(tuple(fresh)))
         if self.baseline is not None or self.config.compare.gates:
             self._publish(ev.ComparisonReady(self._compare(final=False)))
@@ -574,14 +599,7 @@ class Session:
         from backend import report as rp
 
         assert self.record is not None and self.git is not None
-        keys = list(self.config.metrics)
-        history: list[ev.MetricPoint] = []
-        if self.tracking is not None and self.mlflow_run_id:
-            with contextlib.suppress(TrackingError):
-                history = await asyncio.to_thread(self.tracking.history, self.mlflow_run_id, keys)
-        history = history or self.points
-        if history:  # the complete history, points between two polls included
-            write_metric_history(self.run_dir, history, append=False)
+        history = self.points  # complete for the followed metrics after _reconcile_history
         base_metrics = self.baseline.metrics if self.baseline else None
         plot = None
         if history:
@@ -674,10 +692,10 @@ class Session:
     # ------------------------------------------------------------------ stage bookkeeping
 
     @contextlib.asynccontextmanager
-    async def _stage(self, stage: Stage) -> AsyncIterator[Callable[[str], None]]:
+    async def _stage(self, stage: Stage, began: float | None = None) -> AsyncIterator[Callable[[str], None]]:
         detail = [""]
-        self._stage_started[stage] = time.time()
-        self._publish(ev.StageChanged(stage, StageState.RUNNING))
+        self._stage_started[stage] = began or time.time()
+        self._publish(ev.StageChanged(stage, StageState.RUNNING, at=self._stage_started[stage]))
         self._record_stage(stage, StageState.RUNNING)
 
         def note(text: str) -> None:

@@ -2,8 +2,12 @@
 
 The app is a view of one :class:`~backend.session.Session`. It runs
 ``session.run()`` in a worker on its own event loop, subscribes to the
-session's events with a plain callback and sends back one command, cancel.
-It holds no run logic.
+session's events with a plain callback and sends back two commands, cancel and
+detach. It holds no run logic.
+
+Every action has a key, an entry in the command palette (``palette_commands``,
+listed by :class:`tui.commands.TrainboardCommands`) and, for the pull request,
+a button; all three run the same ``action_*`` method.
 
 Data flow: the callback only appends (log lines to the log pane's buffer,
 other events to an inbox); a timer at 15 Hz drains both, folds the events into
@@ -24,16 +28,20 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
-from textual.widgets import Footer
+from textual.widgets import Button, Footer
 from textual.worker import Worker, WorkerState
 
 from backend import events as ev
 from backend.exitcodes import ExitCode
 from backend.session import Session
+from tui.commands import PaletteCommand, TrainboardCommands
+from tui.firstframe import record_first_frame
+from tui.screens.quit import DETACH, STOP, QuitScreen
 from tui.widgets import (
     ComparisonTable,
     ConfirmScreen,
     EventPanel,
+    FailurePanel,
     LogPane,
     MetricsPanel,
     MetricsPlot,
@@ -42,25 +50,49 @@ from tui.widgets import (
     StageList,
     StatusLine,
 )
+from tui.widgets.log_index import LogFiles
+from tui.widgets.marks import FAILED_STATUSES
 from tui.widgets.status import short_path
 
 TICK_SECONDS = 1 / 15
 # Signals that stop the run cleanly: teardown runs, then the app exits.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-_NOTIFY_SEVERITY: dict[str, SeverityLevel] = {"succeeded": "information", "cancelled": "warning"}
+_NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
+    "succeeded": "information",
+    "cancelled": "warning",
+    "detached": "information",
+}
+PR_NOT_SET_UP = "pull requests are not set up yet: the github settings come with the DVC/GitHub feature"
+
+
+def pull_requests_available(session: Session) -> bool:
+    """The one condition that enables the pull-request action: the session can open one.
+
+    The GitHub feature (its own issue) adds ``Session.open_pull_request``; until
+    then the button, the key and the palette entry say why they do nothing.
+    """
+    return callable(getattr(session, "open_pull_request", None))
 
 
 class TrainboardApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "trainboard"
+    HELP_TITLE = "Run dashboard"
+    COMMANDS = App.COMMANDS | {TrainboardCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark,f1", "help", "Help"),  # early: the footer is cut on narrow terminals
         Binding("c", "cancel_run", "Cancel run"),
+        Binding("p", "open_pr", "Open PR", show=False),  # the button beside the status line shows it
+        Binding("r", "show_runs", "Runs"),
+        Binding("m", "toggle_plot", "Plot"),
         Binding("l", "toggle_log", "Full log"),
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-tall"), (44, "-roomy")]
+    # The app's keys that act on the dashboard itself: all but quit and help.
+    _dashboard_actions = frozenset(b.action for b in Binding.make_bindings(BINDINGS)) - {"quit", "help"}
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -81,8 +113,11 @@ class TrainboardApp(App[int]):
         self._plot = MetricsPlot(config)
         self._runner = RunnerPanel(config.runner.kind)
         self._log_pane = LogPane()
+        self._log_files = LogFiles(session.run_dir, session.redact)  # indexed by the full-log screen
         self._comparison = ComparisonTable(config)
+        self._failure = FailurePanel(session.run_dir, session.redact.lines)
         self._status = StatusLine(session.run_dir)
+        self._pr_button = Button("Open PR (p)", id="open-pr", compact=True)
         self._panels: tuple[EventPanel, ...] = (
             self._header,
             self._stages,
@@ -90,6 +125,7 @@ class TrainboardApp(App[int]):
             self._plot,
             self._runner,
             self._comparison,
+            self._failure,
             self._status,
         )
 
@@ -104,8 +140,11 @@ class TrainboardApp(App[int]):
                 yield self._plot
                 yield self._runner
             yield self._log_pane
+        yield self._failure
         yield self._comparison
-        yield self._status
+        with Horizontal(id="status-bar"):
+            yield self._status
+            yield self._pr_button
         yield Footer()
 
     def on_mount(self) -> None:
@@ -115,6 +154,8 @@ class TrainboardApp(App[int]):
         self._install_signal_handlers()
         self._log_pane.focus()
         self._run = self.run_worker(self.session.run(), name="session", group="session", exit_on_error=False)
+        self._show_pr_state()
+        self.call_after_refresh(record_first_frame)
 
     def on_unmount(self) -> None:
         self._remove_signal_handlers()
@@ -157,7 +198,10 @@ class TrainboardApp(App[int]):
                 title = f"error in {stage.value}" if stage else "error"
                 self.notify(message, title=title, severity="error", timeout=15, markup=False)
             case ev.RunFinished(status=status, outcome=outcome):
+                self.screen_stack[0].set_class(status in FAILED_STATUSES, "-run-failed")
                 lines = [self._status.verdict or f"exit {outcome} ({ExitCode(outcome).name})"]
+                if status == "detached":
+                    lines = [f"the job runs on: `trainboard attach {self.session.run_id}` comes back to it"]
                 if self._status.report:
                     lines.append(f"report: {short_path(self._status.report)}")
                 self.notify(
@@ -197,6 +241,7 @@ class TrainboardApp(App[int]):
             self.outcome = ExitCode.INTERRUPTED
         self._status.show_stopping("")
         self.refresh_bindings()
+        self._show_pr_state()
         if self._exit_when_done:
             self._exit_with_outcome()
 
@@ -221,42 +266,108 @@ class TrainboardApp(App[int]):
     # ------------------------------------------------------------------ commands out
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._dashboard_actions and self.screen is not self.screen_stack[0]:
+            return False  # the dashboard's own keys do nothing over the runs or help screens
         if action == "cancel_run":
             if not self.running:
                 return False  # hidden once the run has ended
             return None if self._stop_requested else True  # greyed while stopping
+        if action == "open_pr":
+            return None if self.pull_request_blocker() else True  # greyed, with its reason on p (key_p)
         return True
 
+    # The pull request ------------------------------------------------------------
+
+    def pull_request_blocker(self) -> str:
+        """Why the pull request cannot be opened now; "" when it can."""
+        if not pull_requests_available(self.session):
+            return PR_NOT_SET_UP
+        if self.running:
+            return "the pull request opens once the run has finished"
+        if self.outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
+            return f"the run {self._status.finished.status if self._status.finished else 'ended'}: no result to propose"
+        return ""
+
+    def _show_pr_state(self) -> None:
+        blocker = self.pull_request_blocker()
+        self._pr_button.set_class(bool(blocker), "-blocked")
+        self._pr_button.tooltip = blocker or "open the pull request, or update the one already open"
+
+    def action_open_pr(self) -> None:
+        """p, the button and the palette: open or update the pull request, or say why not."""
+        blocker = self.pull_request_blocker()
+        if blocker:
+            self.notify(blocker, title="Pull request", severity="warning", markup=False)
+            return
+        self.run_worker(self._open_pull_request(), name="pull-request", exit_on_error=False)
+
+    async def _open_pull_request(self) -> None:
+        opener = getattr(self.session, "open_pull_request", None)
+        opened = opener() if opener is not None else None
+        if asyncio.iscoroutine(opened):
+            await opened
+
+    def key_p(self) -> None:
+        """p while the action is disabled: its binding is greyed out, so say why here."""
+        if self.screen is self.screen_stack[0]:
+            self.action_open_pr()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button is self._pr_button:
+            event.stop()
+            self.action_open_pr()
+
+    # Quit, detach, stop ----------------------------------------------------------
+
     def action_quit(self) -> None:  # type: ignore[override]
-        """q, Ctrl+C, Ctrl+Q: exit; while the run goes on, confirm that it stops it."""
+        """q, Ctrl+C, Ctrl+Q: exit; while the run goes on, ask: detach, stop, or back."""
         if not self.running:
             self._exit_with_outcome()
             return
         top = self.screen
         if isinstance(top, ConfirmScreen):
             if top.purpose == "quit":
-                top.dismiss(True)  # Ctrl+C twice: yes, stop and quit
+                top.action_answer(STOP)  # Ctrl+C twice: stop and quit
                 return
-            top.dismiss(False)
+            top.action_answer_safe()
         if self._stop_requested:
             self._exit_when_done = True
             self.notify("Teardown in progress: trainboard exits when it has finished.", title="Quitting")
             return
-        self.push_screen(
-            ConfirmScreen(
-                "quit",
-                "Quit trainboard?",
-                "The run is still going: quitting stops the job and tears down the runner "
-                "first. Ctrl+C again also says yes.",
-                yes="Stop and quit",
-            ),
-            self._quit_answered,
-        )
+        self.push_screen(QuitScreen(self.session.run_id, self.detach_blocker()), self._quit_answered)
 
-    def _quit_answered(self, yes: bool | None) -> None:
-        if yes:
-            self._exit_when_done = True
-            self._stop("quit from the dashboard")
+    def _quit_answered(self, answer: str | None) -> None:
+        if answer == DETACH:
+            self.action_detach()
+        elif answer == STOP:
+            self.action_stop_and_quit()
+
+    def detach_blocker(self) -> str:
+        """Why the dashboard cannot detach now; "" when it can."""
+        if not self.running:
+            return "the run has finished"
+        if not getattr(self.session, "can_detach", False):
+            return "only while the job trains: before that, and after, stop instead"
+        return ""
+
+    def action_detach(self) -> None:
+        """Leave: the job keeps running and `trainboard attach RUN` comes back to it."""
+        if not self.running:
+            self._exit_with_outcome()
+            return
+        blocker = self.detach_blocker()
+        if blocker or self._stop_requested or not self.session.detach():
+            self.notify(blocker or "the run is already stopping", title="Cannot detach", severity="warning")
+            return
+        self._exit_when_done = True
+        self._stop_requested = "detach"
+        self._status.show_stopping(f"detaching: the job runs on; trainboard attach {self.session.run_id}")
+        self.refresh_bindings()
+
+    def action_stop_and_quit(self) -> None:
+        """Stop the job, tear down, then exit (at once when the run is over)."""
+        self._exit_when_done = True
+        self._stop("quit from the dashboard")
 
     def action_cancel_run(self) -> None:
         if not self.running:
@@ -265,7 +376,7 @@ class TrainboardApp(App[int]):
         if self._stop_requested or isinstance(self.screen, ConfirmScreen):
             return
         self.push_screen(
-            ConfirmScreen(
+            ConfirmScreen[bool](
                 "cancel",
                 "Cancel the run?",
                 "The job is stopped and the runner torn down; the dashboard stays open.",
@@ -279,10 +390,69 @@ class TrainboardApp(App[int]):
             self._stop("cancelled from the dashboard")
 
     def action_toggle_log(self) -> None:
-        if self.screen.maximized is self._log_pane:
-            self.screen.minimize()
+        """l: the whole log, scrolled from disk (l again comes back)."""
+        from tui.screens.log_view import FullLogScreen
+
+        if not isinstance(self.screen, FullLogScreen):
+            self.push_screen(FullLogScreen(self._log_files, self._log_pane.source or "job"))
+
+    # Screens and views ---------------------------------------------------------
+
+    def action_show_runs(self) -> None:
+        """r: every recorded run, this one included."""
+        from tui.screens.runs import RunsScreen
+
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(self.session.store))
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_plot(self) -> None:
+        """m: the metrics plot. Tall terminals show it in the side column (m hides
+        it); elsewhere m shows it maximised, and m or escape puts it back."""
+        screen = self.screen_stack[0]
+        plot = self._plot
+        if screen.maximized is plot:
+            screen.minimize()
+        elif screen.has_class("-roomy"):
+            plot.toggle_class("-hidden")
         else:
-            self.screen.maximize(self._log_pane)
+            if self.screen is not screen:
+                return
+            screen.maximize(plot, container=False)
+        plot.invalidate()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """The command palette's entries (see tui.commands)."""
+        pr = self.pull_request_blocker()
+        detach = self.detach_blocker()
+        return [
+            PaletteCommand(
+                "Cancel run",
+                "stop the job and tear down; the dashboard stays open"
+                if self.running
+                else "the run has finished: nothing to cancel",
+                self.action_cancel_run,
+            ),
+            PaletteCommand(
+                "Open pull request", f"unavailable: {pr}" if pr else "open or update it", self.action_open_pr
+            ),
+            PaletteCommand(
+                "Detach",
+                f"unavailable: {detach}" if detach else "quit and leave the job running; trainboard attach returns",
+                self.action_detach,
+            ),
+            PaletteCommand("Stop and quit", "stop the job, tear down, then exit", self.action_stop_and_quit),
+            PaletteCommand("Show runs", "every recorded run: log, metrics, comparison", self.action_show_runs),
+            PaletteCommand(
+                "Toggle metrics plot", "each metric to maximise per step, with the baseline", self.action_toggle_plot
+            ),
+            PaletteCommand("Help", "every key, grouped", self.action_help),
+        ]
 
     def _stop(self, reason: str) -> None:
         """Ask the session to stop; the worker's end decides when (and whether) to exit."""

@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
     att.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard")
 
-    runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs")
+    runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs (a browser on a terminal)")
     runs.add_argument("--json", action="store_true", help="print the records as JSON")
+    runs.add_argument("--no-tui", action="store_true", help="print the table even on a terminal")
 
     comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
     comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
@@ -100,8 +101,10 @@ def _run(args: argparse.Namespace) -> int:
     from backend.exitcodes import ExitCode
     from backend.tracking import prefetch
 
-    # mlflow takes ~2 s to import: start now, in a thread, while the config is read.
-    prefetch()
+    if args.no_tui:
+        # mlflow takes ~2 s to import: start now, in a thread, while the config is read.
+        # (The dashboard starts it after its first frame.)
+        prefetch()
     try:
         loaded = load_config(args.config, args.overrides)
     except ConfigError as exc:
@@ -123,7 +126,7 @@ def _attach(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    if record.get("status") in ("running", "detached"):
+    if args.no_tui and record.get("status") in ("running", "detached"):
         prefetch()
     return _show(Session.attach(record, store.root.parent), args.no_tui)
 
@@ -142,7 +145,11 @@ def _show(session: Session, no_tui: bool) -> int:
 
     app = make_app(session)
     app.run()
-    return int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    code = int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    if code == ExitCode.DETACHED:
+        print(f"detached: run {session.run_id} goes on; `trainboard attach {session.run_id}` comes back to it",
+              file=sys.stderr)
+    return code
 
 
 def _store() -> RunStore:
@@ -153,7 +160,14 @@ def _store() -> RunStore:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    records = _store().all()
+    store = _store()
+    if not (args.json or args.no_tui) and sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.runs_app import make_runs_app
+
+        app = make_runs_app(store)
+        app.run()
+        return int(app.return_code or 0)
+    records = store.all()
     if args.json:
         import json
 

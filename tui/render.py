@@ -44,7 +44,7 @@ def runs_table(records: list[Any]) -> Table:
         data = record.data
         status = data.get("status", "?")
         style = {"succeeded": "green", "gate-failed": "red", "job-failed": "red", "error": "red",
-                 "running": "yellow", "cancelled": "magenta"}.get(status, "")
+                 "running": "yellow", "cancelled": "magenta", "detached": "cyan"}.get(status, "")
         took = data.get("duration")
         job = data.get("job_exit_code")
         table.add_row(

@@ -7,7 +7,8 @@ shows has changed. Bursts of events therefore cost one render per tick.
 """
 
 from tui.widgets.comparison import ComparisonTable
-from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.confirm import Answer, ConfirmScreen
+from tui.widgets.failure import FailurePanel
 from tui.widgets.header import RunHeader
 from tui.widgets.log import LogPane
 from tui.widgets.metrics import MetricsPanel
@@ -18,9 +19,11 @@ from tui.widgets.stages import StageList
 from tui.widgets.status import StatusLine
 
 __all__ = [
+    "Answer",
     "ComparisonTable",
     "ConfirmScreen",
     "EventPanel",
+    "FailurePanel",
     "LogPane",
     "MetricsPanel",
     "MetricsPlot",

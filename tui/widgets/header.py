@@ -1,4 +1,5 @@
-"""The one-line header: run id, branch @ commit, runner, elapsed time, state."""
+"""The one-line header: run id, branch @ commit, runner, elapsed time, and the
+stage in progress ("stage 4/8 train") or, at the end, the run's status."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from backend import events as ev
-from backend.events import StageState
+from backend.events import STAGES, StageState
 from tui.widgets.marks import STATUS_MARKS, clock
 
 
@@ -39,12 +40,13 @@ class RunHeader(Static):
     def apply(self, event: ev.Event) -> None:
         match event:
             case ev.RunStarted():
+                self.started = min(self.started, event.at)  # earlier when attached to a run
                 self.run_id = event.run_id
                 self.branch = event.branch
                 self.commit = event.commit
                 self.runner_kind = event.runner_kind
             case ev.StageChanged(stage=stage, state=StageState.RUNNING):
-                self.activity = stage.value
+                self.activity = f"stage {STAGES.index(stage) + 1}/{len(STAGES)} {stage.value}"
             case ev.RunFinished(status=status, duration=duration):
                 self.status = status
                 self.duration = duration
@@ -69,16 +71,17 @@ class RunHeader(Static):
             state = (f"{mark} {self.status}", f"bold {style}")
         else:
             state = (f"● {self.activity}", "bold $warning")
+        # What changes comes first: on a narrow terminal the run id is cut, not the stage.
         return Content.assemble(
             (self.config_name, "bold $accent"),
             sep,
-            self.run_id,
+            state,
+            " ",
+            (clock(elapsed), "bold"),
             sep,
             where,
             sep,
             self.runner_kind,
             sep,
-            (clock(elapsed), "bold"),
-            sep,
-            state,
+            self.run_id,
         )

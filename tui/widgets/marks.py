@@ -25,7 +25,13 @@ STATUS_MARKS: dict[str, tuple[str, str]] = {
     "config-error": ("✗", "$error"),
     "error": ("✗", "$error"),
     "cancelled": ("■", "$warning"),
+    "detached": ("◆", "$accent"),  # the job runs on: `trainboard attach RUN` comes back
+    "running": ("●", "$warning"),
 }
+# Statuses of a run whose job may still be going.
+LIVE_STATUSES = ("running", "detached")
+# Statuses of a run that failed: the dashboard shows the end of its log.
+FAILED_STATUSES = ("job-failed", "error")
 
 
 def rich_style(spec: str) -> RichStyle:

@@ -1,11 +1,16 @@
 """The metrics panel: the latest value of each followed metric, its delta against
-the baseline, and a small trend of its recent values."""
+the baseline, and a small trend of its recent values.
+
+When MLflow cannot be reached the session says so in ``Notice`` events
+("metrics poll failed, retrying: ..."); the panel turns to a warning until a
+poll brings points again or the failures stop."""
 
 from __future__ import annotations
 
 from collections import deque
 
 from rich.text import Text
+from textual.markup import escape
 from textual.widgets import DataTable
 
 from backend import events as ev
@@ -13,6 +18,7 @@ from backend.config import RunConfig
 from tui.widgets.marks import styled
 
 TREND_POINTS = 8
+POLL_FAILED = "metrics poll failed"  # how the session's Notice about a failed poll begins
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -43,8 +49,13 @@ class MetricsPanel(DataTable[Text]):
         self.history: dict[str, deque[float]] = {key: deque(maxlen=TREND_POINTS) for key in config.metrics}
         self.baseline: dict[str, float] = {}
         self.base_branch = config.compare.base
+        self.baseline_known = False  # BaselineFound came: ``baseline`` empty means there is none yet
+        self.poll_failed_at: float | None = None  # the latest failed poll, until points come again
+        self.poll_error = ""
+        # A failed poll is retried every poll_interval: the warning outlives a few of them.
+        self.warning_seconds = max(5.0, 3 * config.mlflow.poll_interval)
         self._shown: dict[str, tuple[object, ...]] = {}
-        self._title_shown = ""
+        self._frame_shown: tuple[str, str] | None = None
 
     def on_mount(self) -> None:
         self.add_column("metric", key="metric")
@@ -63,9 +74,18 @@ class MetricsPanel(DataTable[Text]):
                     self.latest[point.key] = point.value
                     self.step[point.key] = point.step
                     self.history[point.key].append(point.value)
+                self.poll_failed_at = None
             case ev.BaselineFound(branch=branch, metrics=metrics):
                 self.base_branch = branch
                 self.baseline = dict(metrics)
+                self.baseline_known = True
+            case ev.Notice(message=message, at=at) if message.startswith(POLL_FAILED):
+                self.poll_failed_at = at
+                self.poll_error = message
+
+    def unreachable(self, now: float) -> bool:
+        """Whether MLflow failed the latest polls (the warning state)."""
+        return self.poll_failed_at is not None and now - self.poll_failed_at < self.warning_seconds
 
     def refresh_view(self, now: float) -> None:
         for key, spec in self.config.metrics.items():
@@ -87,10 +107,22 @@ class MetricsPanel(DataTable[Text]):
             self.update_cell(key, "trend", styled(trend(self.history[key]), "$accent"), update_width=True)
         steps = set(self.step.values())
         title = "Metrics" + (f" · step {max(steps)}" if steps else "")
-        if title != self._title_shown:
-            self._title_shown = title
+        unreachable = self.unreachable(now)
+        if unreachable:
+            subtitle = "⚠ MLflow unreachable: retrying"
+        elif self.baseline:
+            subtitle = escape(f"Δ vs {self.base_branch}")
+        elif self.baseline_known:
+            subtitle = escape(f"no baseline yet on {self.base_branch}")
+        else:
+            subtitle = ""
+        if (title, subtitle) != self._frame_shown:
+            self._frame_shown = (title, subtitle)
             self.border_title = title
-            self.border_subtitle = f"Δ vs {self.base_branch}" if self.baseline else ""
+            self.border_subtitle = subtitle
+            self.set_class(unreachable, "-unreachable")
+            self.tooltip = self.poll_error if unreachable else None
 
     def invalidate(self) -> None:
         self._shown.clear()
+        self._frame_shown = None

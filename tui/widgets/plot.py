@@ -1,9 +1,18 @@
-"""The history plot: every followed metric over the job's steps, with the baseline
-as a flat line. Shown on tall terminals only (see app.tcss)."""
+"""The history plot: each followed metric with goal ``max`` (F1, precision,
+recall, ...) over the job's steps, with its baseline as a flat reference line
+in the same colour. Metrics to minimise (a loss) live on another scale and stay
+in the metrics panel.
+
+Shown in the side column on tall terminals; elsewhere ``m`` shows it
+maximised (see app.tcss and ``TrainboardApp.action_toggle_plot``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from textual.color import Color
+from textual.markup import escape
 from textual_plotext import PlotextPlot
 
 from backend import events as ev
@@ -12,14 +21,52 @@ from backend.config import RunConfig
 MAX_POINTS = 2000  # per metric; older points are dropped from the plot
 _PALETTE = ("accent", "success", "warning", "secondary", "primary", "error")
 
+Series = Sequence[tuple[int, float]]
+
+
+def plotted_keys(config: RunConfig | None, keys: Sequence[str]) -> list[str]:
+    """The keys to plot: those whose goal is ``max`` (every key when the config is unknown)."""
+    if config is None:
+        return list(keys)
+    return [key for key in keys if key in config.metrics and config.metrics[key].goal == "max"]
+
+
+def draw_history(
+    plot: PlotextPlot,
+    series: Mapping[str, Series],
+    names: Mapping[str, str],
+    baseline: Mapping[str, float],
+) -> int:
+    """Draw each series (and its baseline) on the widget's plot; how many had points."""
+    plt = plot.plt
+    plt.clear_data()
+    plt.xlabel("step")
+    theme = plot.app.theme_variables
+    drawn = 0
+    for index, (key, points) in enumerate(series.items()):
+        color = Color.parse(theme.get(_PALETTE[index % len(_PALETTE)], "white")).rgb
+        if points:
+            steps, values = zip(*points, strict=True)
+            plt.plot(list(steps), list(values), marker="braille", color=color, label=names.get(key, key))
+            drawn += 1
+        if key in baseline:
+            plt.horizontal_line(baseline[key], color=color)
+    plot.refresh()
+    return drawn
+
 
 class MetricsPlot(PlotextPlot):
+    ALLOW_MAXIMIZE = True
+
     def __init__(self, config: RunConfig) -> None:
         super().__init__(id="plot")
-        self.border_title = "History"
         self.config = config
-        self.points: dict[str, list[tuple[int, float]]] = {key: [] for key in config.metrics}
+        self.keys = plotted_keys(config, list(config.metrics))
+        self.points: dict[str, list[tuple[int, float]]] = {key: [] for key in self.keys}
         self.baseline: dict[str, float] = {}
+        self._base_branch = config.compare.base
+        self.border_title = escape("History · " + ", ".join(config.display_name(k) for k in self.keys))
+        self.border_subtitle = "waiting for metrics"
         self._dirty = True
 
     def apply(self, event: ev.Event) -> None:
@@ -31,27 +78,23 @@ class MetricsPlot(PlotextPlot):
                         series.append((point.step, point.value))
                         del series[:-MAX_POINTS]
                         self._dirty = True
-            case ev.BaselineFound(metrics=metrics):
-                self.baseline = {k: v for k, v in metrics if k in self.config.metrics}
+            case ev.BaselineFound(metrics=metrics, branch=branch):
+                self.baseline = {k: v for k, v in metrics if k in self.points}
+                self._base_branch = branch
                 self._dirty = True
 
     def refresh_view(self, now: float) -> None:
-        if not self._dirty:
-            return
+        if not self._dirty or not self.display:
+            return  # hidden: drawn when shown (see invalidate)
         self._dirty = False
-        plt = self.plt
-        plt.clear_data()
-        plt.xlabel("step")
-        theme = self.app.theme_variables
-        for index, (key, series) in enumerate(self.points.items()):
-            if not series:
-                continue
-            color = Color.parse(theme.get(_PALETTE[index % len(_PALETTE)], "white")).rgb
-            steps, values = zip(*series, strict=True)
-            plt.plot(list(steps), list(values), marker="braille", color=color, label=self.config.display_name(key))
-            if key in self.baseline:
-                plt.horizontal_line(self.baseline[key], color=color)
-        self.refresh()
+        names = {key: self.config.display_name(key) for key in self.keys}
+        drawn = draw_history(self, self.points, names, self.baseline)
+        if not drawn:
+            self.border_subtitle = "waiting for metrics"
+        elif self.baseline:
+            self.border_subtitle = escape(f"flat lines: {self._base_branch}")
+        else:
+            self.border_subtitle = "no baseline yet"
 
     def invalidate(self) -> None:
         self._dirty = True

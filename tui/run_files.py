@@ -1,0 +1,115 @@
+"""What a past or running run left on disk, read for the runs screens.
+
+Everything comes from ``.trainboard/runs/<id>/``: ``record.json`` (through
+:class:`~backend.store.RunRecord`), the end of ``job.log``, the metric history
+in ``metrics.jsonl`` and the final comparison saved in the record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backend.compare import Comparison
+from backend.config import RunConfig
+from backend.events import MetricPoint
+from backend.store import RunRecord
+from tui.render import format_seconds
+from tui.widgets.marks import LIVE_STATUSES
+
+LOG_LINES = 2000  # how much of a run's log the runs screen shows
+
+
+def status(record: RunRecord) -> str:
+    return str(record.get("status") or "?")
+
+
+def is_live(record: RunRecord) -> bool:
+    """Whether the run's job may still be going (running, or detached)."""
+    return status(record) in LIVE_STATUSES
+
+
+def attach_hint(record: RunRecord) -> str:
+    return f"trainboard attach {record.run_id}"
+
+
+def duration(record: RunRecord, now: float | None = None) -> float | None:
+    """Seconds the run took, or has taken so far while it is live."""
+    took = record.get("duration")
+    if took is not None:
+        return float(took)
+    created = record.get("created_at")
+    if created is not None and is_live(record):
+        return max(0.0, (now or time.time()) - float(created))
+    return None
+
+
+def duration_text(record: RunRecord, now: float | None = None) -> str:
+    took = duration(record, now)
+    return "—" if took is None else format_seconds(took)
+
+
+def cost_text(record: RunRecord, now: float | None = None) -> str:
+    """What the runner cost: nothing on this machine; hourly price times the run's time elsewhere."""
+    if record.get("cost") is not None:
+        return f"${float(record.get('cost')):.2f}"
+    runner = record.get("runner") or {}
+    price = runner.get("hourly_price") if isinstance(runner, dict) else None
+    took = duration(record, now)
+    if price is not None and took is not None:
+        return f"${float(price) * took / 3600:.2f}"
+    kind = runner.get("kind") if isinstance(runner, dict) else None
+    return "$0.00" if kind in (None, "local") else "—"
+
+
+def config_of(record: RunRecord) -> RunConfig | None:
+    """The run's config as recorded (with its overrides), or None when it no longer validates."""
+    try:
+        return RunConfig.model_validate(record.get("config") or {})
+    except ValueError:
+        return None
+
+
+def log_path(record: RunRecord) -> Path | None:
+    """The job's log, or the setup's when the job never started."""
+    for name in ("job.log", "setup.log"):
+        path = record.path / name
+        if path.exists():
+            return path
+    return None
+
+
+def log_tail(record: RunRecord, count: int = LOG_LINES) -> list[str]:
+    """The last ``count`` lines of the run's log, read from the end, secrets masked."""
+    from backend.redact import Redactor
+    from backend.report import tail_lines
+
+    path = log_path(record)
+    if path is None:
+        return []
+    return Redactor.from_env().lines(tail_lines(path, count))
+
+
+def metric_history(record: RunRecord) -> list[MetricPoint]:
+    """Every point in the run's ``metrics.jsonl``; unreadable lines are skipped."""
+    from backend.session import read_metric_history
+
+    return read_metric_history(record.path)
+
+
+@dataclass(frozen=True)
+class SavedComparison:
+    comparison: Comparison | None
+    problem: str = ""  # why there is none: "no comparison: the run job-failed"
+
+
+def saved_comparison(record: RunRecord) -> SavedComparison:
+    data: Any = record.get("comparison")
+    if not data:
+        return SavedComparison(None, f"no comparison: the run {status(record)}")
+    try:
+        return SavedComparison(Comparison.from_dict(data))
+    except (KeyError, TypeError, ValueError) as exc:
+        return SavedComparison(None, f"the saved comparison in {record.path / 'record.json'} is unreadable: {exc}")

@@ -1,0 +1,1 @@
+"""Screens pushed over the dashboard: quit, help, runs, a run's details, the log view."""

@@ -1,0 +1,211 @@
+"""The runs screen: every run recorded under ``.trainboard/runs``, newest first.
+
+Opened by `trainboard runs` on a terminal, and with ``r`` from the run
+dashboard. Enter opens a run (:class:`~tui.screens.run_detail.RunDetailScreen`).
+The list is read again every few seconds, so running runs tick and new ones appear.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from backend.store import RunRecord, RunStore
+from tui import run_files
+from tui.widgets.marks import STATUS_MARKS, styled
+
+RELOAD_SECONDS = 3.0
+COLUMNS = (
+    ("run", "Run"),
+    ("status", "Status"),
+    ("branch", "Branch"),
+    ("commit", "Commit"),
+    ("took", "Took"),
+    ("cost", "Cost"),
+    ("verdict", "Verdict"),
+)
+
+
+def status_cell(record: RunRecord) -> Text:
+    status = run_files.status(record)
+    mark, style = STATUS_MARKS.get(status, ("?", "$text-muted"))
+    return styled(f"{mark} {status}", style)
+
+
+def row_cells(record: RunRecord, now: float) -> dict[str, Text]:
+    commit = str(record.get("commit") or "")[:7] + ("*" if record.get("dirty") else "")
+    verdict = str(record.get("verdict") or "")
+    if not verdict and run_files.is_live(record):
+        verdict = run_files.attach_hint(record)
+    elif not verdict:
+        verdict = "—"
+    passed = record.get("gates_passed")
+    verdict_style = "$text-muted" if passed is None else ("$success" if passed else "$error")
+    return {
+        "run": Text(record.run_id),
+        "status": status_cell(record),
+        "branch": Text(str(record.get("branch") or "—")),
+        "commit": Text(commit or "—"),
+        "took": Text(run_files.duration_text(record, now), justify="right"),
+        "cost": Text(run_files.cost_text(record, now), justify="right"),
+        "verdict": styled(verdict, verdict_style),
+    }
+
+
+class RunsTable(DataTable[Text]):
+    DEFAULT_CSS = """
+    RunsTable {
+        height: 1fr;
+        border: round $primary 60%;
+        border-title-color: $primary;
+        border-title-style: bold;
+        border-subtitle-color: $text-muted;
+        background: $surface;
+        &:focus { border: round $accent; }
+    }
+    """
+
+
+class RunsScreen(Screen[None]):
+    """Runs: past and running, newest first."""
+
+    HELP_ORDER = 10  # its place in the help screen
+    HELP_TITLE = "Runs screen"
+    DEFAULT_CSS = """
+    RunsScreen #runs-hint {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    RunsScreen #runs-hint.-live { color: $warning; }
+    RunsScreen #runs-empty {
+        height: 1fr;
+        content-align: center middle;
+        color: $text-muted;
+        display: none;
+    }
+    RunsScreen.-empty #runs-empty { display: block; }
+    RunsScreen.-empty RunsTable { display: none; }
+    """
+    BINDINGS = [
+        Binding("enter", "open_run", "Open run"),
+        Binding("escape", "back", "Back"),
+        Binding("g", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self.store = store
+        self.records: dict[str, RunRecord] = {}
+
+    def compose(self) -> ComposeResult:
+        table = RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Runs"
+        yield table
+        yield Static(
+            "no runs yet: start one with `trainboard run sample_params.yaml`", id="runs-empty", markup=False
+        )
+        yield Static("", id="runs-hint", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(RunsTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.reload()
+        self.set_interval(RELOAD_SECONDS, self.reload)
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the records again; update rows by key, add new ones, newest first.
+
+        Once the list is known, only the runs that are still live are read again,
+        unless runs were added or removed.
+        """
+        names = {path.name for path in self.store.runs.iterdir()} if self.store.runs.is_dir() else set()
+        if names == set(self.records):
+            records = dict(self.records)
+            for run_id, record in self.records.items():
+                if run_files.is_live(record):
+                    try:
+                        records[run_id] = self.store.load(run_id)
+                    except (OSError, ValueError):
+                        continue
+        else:
+            records = {record.run_id: record for record in reversed(self.store.all())}
+        table = self.query_one(RunsTable)
+        now = time.time()
+        added = False
+        with self.app.batch_update():
+            for run_id, record in records.items():
+                cells = row_cells(record, now)
+                if run_id in table.rows:
+                    for column, cell in cells.items():
+                        if table.get_cell(run_id, column) != cell:
+                            table.update_cell(run_id, column, cell, update_width=True)
+                else:
+                    table.add_row(*(cells[key] for key, _ in COLUMNS), key=run_id)
+                    added = True
+            for gone in set(self.records) - set(records):
+                table.remove_row(gone)
+            if added:
+                table.sort("run", key=lambda cell: cell.plain, reverse=True)
+        self.records = records
+        live = sum(run_files.is_live(r) for r in records.values())
+        table.border_subtitle = f"{len(records)} runs" + (f" · {live} running" if live else "")
+        self.set_class(not records, "-empty")
+        self._show_hint()
+
+    def selected(self) -> RunRecord | None:
+        table = self.query_one(RunsTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.records.get(str(key))
+
+    def _show_hint(self) -> None:
+        hint = self.query_one("#runs-hint", Static)
+        record = self.selected()
+        live = record is not None and run_files.is_live(record)
+        if record is None:
+            text = ""
+        elif live:
+            text = f"● {record.run_id} is {run_files.status(record)}: {run_files.attach_hint(record)}"
+        else:
+            text = f"{record.path}  ·  enter: its log, metrics and comparison"
+        hint.update(text)
+        hint.set_class(live, "-live")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_hint()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        from tui.screens.run_detail import RunDetailScreen
+
+        record = self.selected()
+        if record is not None:
+            self.app.push_screen(RunDetailScreen(record))
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1 and self.app.screen_stack[0] is not self:
+            self.app.pop_screen()
+        else:
+            self.app.exit(0)
