@@ -45,4 +45,8 @@ class Redactor:
         """A batch at once: one scan of the joined text decides whether any line needs work."""
         joined = "\n".join(lines)
         cleaned = self(joined)
-        return lines if cleaned is joined else cleaned.split("\n")
+        if cleaned is joined:
+            return lines
+        split = cleaned.split("\n")
+        # A secret that spans lines would merge them: then mask line by line.
+        return split if len(split) == len(lines) else [self(line) for line in lines]

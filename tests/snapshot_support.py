@@ -43,6 +43,7 @@ from backend.events import Stage, StageState
 from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RECORD, RunStore
+from tui.app import TrainboardApp, make_app
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # for docs/dashboard.py, which runs outside pytest
@@ -399,9 +400,24 @@ def frozen_clock(now: float = T0) -> Iterator[FrozenClock]:
             module.time = _time
 
 
-def replaying_session(root: Path, recording: Recording) -> Session:
-    """A real session for ``recording``'s run, made but not started (see Replay)."""
-    return Session(load_config(root / "tb.yaml", list(recording.overrides)), root=root, run_id=recording.run_id)
+def replaying_dashboard(
+    recording: Recording, cut: list[ev.Event] | None, clock: FrozenClock, now: float
+) -> tuple[TrainboardApp, Replay]:
+    """The dashboard (``make_app``) of a real session for ``recording``'s run, made in
+    the working directory (the recording's repository) and never started: its run
+    is a Replay of ``cut``, or of every event and the outcome when ``cut`` is None.
+    The dashboard starts at T0; ``now`` is the time it is looked at."""
+    root = Path(".")
+    session = Session(load_config(root / "tb.yaml", list(recording.overrides)), root=root, run_id=recording.run_id)
+    if cut is None:
+        replay = Replay(session, recording.events, recording.outcome)
+    else:
+        replay = Replay(session, cut, None)
+    session.run = replay  # type: ignore[method-assign]
+    clock.now = T0
+    app = make_app(session)
+    clock.now = now
+    return app, replay
 
 
 async def settle(pilot: Any, replay: Replay | None, finished: bool, timeout: float = 30.0) -> None:

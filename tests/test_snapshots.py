@@ -24,18 +24,18 @@ from snapshot_support import (
     T0,
     FrozenClock,
     Recorded,
-    Recording,
     Replay,
     crashed,
     frozen_clock,
     record_runs,
-    replaying_session,
+    replaying_dashboard,
     settle,
     until_runner,
     until_step,
 )
 from textual.pilot import Pilot
 
+from backend.events import Stage
 from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
@@ -55,22 +55,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 @pytest.fixture
 def clock(recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenClock]:
     """The tui modules' clock, frozen; the working directory is the recorded repository,
-    so the paths the dashboard shows are relative and the same everywhere."""
+    so the paths the dashboard shows are relative and the same everywhere; colours on
+    (Textual honours NO_COLOR)."""
     monkeypatch.chdir(recorded.repo)
+    monkeypatch.delenv("NO_COLOR", raising=False)
     with frozen_clock(T0) as frozen:
         yield frozen
-
-
-def replayed(recording: Recording, cut: list[Any] | None, clock: FrozenClock, now: float) -> tuple[Any, Replay]:
-    """The dashboard for ``recording``'s session, replaying ``cut`` (every event when None)."""
-    session = replaying_session(Path("."), recording)
-    finished = cut is None
-    replay = Replay(session, recording.events if finished else cut, recording.outcome if finished else None)
-    session.run = replay  # type: ignore[method-assign]
-    clock.now = T0  # the dashboard starts with the run
-    app = make_app(session)
-    clock.now = now
-    return app, replay
 
 
 def shot(snap_compare: SnapCompare, app: Any, replay: Replay | None, finished: bool, size: tuple[int, int]) -> bool:
@@ -93,14 +83,12 @@ def shot(snap_compare: SnapCompare, app: Any, replay: Replay | None, finished: b
 
 def after_start(stage_seconds: float, stage: str) -> float:
     """The wall clock ``stage_seconds`` into ``stage`` (as the recordings are timed)."""
-    from backend.events import Stage
-
     return T0 + SCHEDULE[Stage(stage)][0] + stage_seconds
 
 
 def test_provisioning(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
     cut = until_runner(recorded.training.events, "provisioning")
-    app, replay = replayed(recorded.training, cut, clock, after_start(1.2, "provision"))
+    app, replay = replaying_dashboard(recorded.training, cut, clock, after_start(1.2, "provision"))
     assert shot(snap_compare, app, replay, False, SIZE)
 
 
@@ -108,36 +96,36 @@ def test_training_with_live_metrics_and_deltas(
     recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare
 ) -> None:
     cut = until_step(recorded.training.events, 3)
-    app, replay = replayed(recorded.training, cut, clock, after_start(30.4, "train"))
+    app, replay = replaying_dashboard(recorded.training, cut, clock, after_start(30.4, "train"))
     assert shot(snap_compare, app, replay, False, SIZE)
 
 
 def test_training_on_a_small_terminal(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
     cut = until_step(recorded.training.events, 3)
-    app, replay = replayed(recorded.training, cut, clock, after_start(30.4, "train"))
+    app, replay = replaying_dashboard(recorded.training, cut, clock, after_start(30.4, "train"))
     assert shot(snap_compare, app, replay, False, SMALL)
 
 
 def test_finished_with_the_gate_passed(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
     assert recorded.training.outcome is ExitCode.OK
-    app, replay = replayed(recorded.training, None, clock, T0 + 60)
+    app, replay = replaying_dashboard(recorded.training, None, clock, T0 + 60)
     assert shot(snap_compare, app, replay, True, SIZE)
 
 
 def test_finished_with_the_gate_failed(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
     assert recorded.gate_fails.outcome is ExitCode.GATE_FAILED
-    app, replay = replayed(recorded.gate_fails, None, clock, T0 + 60)
+    app, replay = replaying_dashboard(recorded.gate_fails, None, clock, T0 + 60)
     assert shot(snap_compare, app, replay, True, SIZE)
 
 
 def test_job_error(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
     assert recorded.job_fails.outcome is ExitCode.JOB_FAILED
-    app, replay = replayed(recorded.job_fails, None, clock, T0 + 60)
+    app, replay = replaying_dashboard(recorded.job_fails, None, clock, T0 + 60)
     assert shot(snap_compare, app, replay, True, SIZE)
 
 
 def test_job_error_on_a_small_terminal(recorded: Recorded, clock: FrozenClock, snap_compare: SnapCompare) -> None:
-    app, replay = replayed(recorded.job_fails, None, clock, T0 + 60)
+    app, replay = replaying_dashboard(recorded.job_fails, None, clock, T0 + 60)
     assert shot(snap_compare, app, replay, True, SMALL)
 
 

@@ -156,4 +156,3 @@ class LogPane(LogNavigator, Log):
     def render_line(self, y: int) -> Strip:
         self.rendering_row = self.scroll_offset.y + y
         return super().render_line(y)
-

@@ -53,7 +53,7 @@ class LogFileView(LogNavigator):
         self._scan: LineScan | None = None  # the search's, for ``_scan_query``
         self._scan_query = ""
         self._known = 0  # line count the view has taken from the index
-        self._seen = (0, 0, 0, 0, 0)  # what _sync last saw: redraw only on change
+        self._seen = (-1, 0, 0, 0, 0)  # what _sync last saw: redraw only on change
         self._widest = 0  # widest line read so far: the horizontal scroll's extent
         self.source = ""
         self.index: LineIndex
@@ -67,6 +67,7 @@ class LogFileView(LogNavigator):
         self.errors = self.files.errors(source)
         self.cache.clear()
         self._known = 0
+        self._seen = (-1, 0, 0, 0, 0)
         self._widest = 0
         self._scan = None
         self.mark = None

@@ -7,7 +7,7 @@ poll brings points again or the failures stop."""
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import insort
 
 from rich.text import Text
 from textual.markup import escape
@@ -22,7 +22,7 @@ POLL_FAILED = "metrics poll failed"  # how the session's Notice about a failed p
 _BARS = "▁▂▃▄▅▆▇█"
 
 
-def trend(values: deque[float] | list[float]) -> str:
+def trend(values: list[float]) -> str:
     """A sparkline of the values, lowest ▁, highest █."""
     if not values:
         return ""
@@ -46,7 +46,9 @@ class MetricsPanel(DataTable[Text]):
         self.config = config
         self.latest: dict[str, float] = {}
         self.step: dict[str, int] = {}
-        self.history: dict[str, deque[float]] = {key: deque(maxlen=TREND_POINTS) for key in config.metrics}
+        # (step, timestamp, value) in step order: late points (read from the history at
+        # the end of the job) fall into place instead of replacing the newest value.
+        self.history: dict[str, list[tuple[int, int, float]]] = {key: [] for key in config.metrics}
         self.baseline: dict[str, float] = {}
         self.base_branch = config.compare.base
         self.baseline_known = False  # BaselineFound came: ``baseline`` empty means there is none yet
@@ -71,9 +73,10 @@ class MetricsPanel(DataTable[Text]):
                 for point in points:
                     if point.key not in self.config.metrics:
                         continue
-                    self.latest[point.key] = point.value
-                    self.step[point.key] = point.step
-                    self.history[point.key].append(point.value)
+                    series = self.history[point.key]
+                    insort(series, (point.step, point.timestamp, point.value))
+                    del series[:-TREND_POINTS]
+                    self.step[point.key], _, self.latest[point.key] = series[-1]
                 self.poll_failed_at = None
             case ev.BaselineFound(branch=branch, metrics=metrics):
                 self.base_branch = branch
@@ -91,7 +94,7 @@ class MetricsPanel(DataTable[Text]):
         for key, spec in self.config.metrics.items():
             value = self.latest.get(key)
             base = self.baseline.get(key)
-            shown = (value, base, tuple(self.history[key]))
+            shown = (value, base, tuple(v for _, _, v in self.history[key]))
             if self._shown.get(key) == shown:
                 continue
             self._shown[key] = shown
@@ -104,7 +107,8 @@ class MetricsPanel(DataTable[Text]):
                 delta_cell = styled(f"{delta:+.{digits}f}", style)
             self.update_cell(key, "value", Text("—" if value is None else f"{value:.{digits}f}"), update_width=True)
             self.update_cell(key, "delta", delta_cell, update_width=True)
-            self.update_cell(key, "trend", styled(trend(self.history[key]), "$accent"), update_width=True)
+            sparkline = trend([v for _, _, v in self.history[key]])
+            self.update_cell(key, "trend", styled(sparkline, "$accent"), update_width=True)
         steps = set(self.step.values())
         title = "Metrics" + (f" · step {max(steps)}" if steps else "")
         unreachable = self.unreachable(now)

@@ -9,6 +9,7 @@ maximised (see app.tcss and ``TrainboardApp.action_toggle_plot``).
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Mapping, Sequence
 
 from textual.color import Color
@@ -75,7 +76,7 @@ class MetricsPlot(PlotextPlot):
                 for point in points:
                     series = self.points.get(point.key)
                     if series is not None:
-                        series.append((point.step, point.value))
+                        insort(series, (point.step, point.value))  # late points fall into place
                         del series[:-MAX_POINTS]
                         self._dirty = True
             case ev.BaselineFound(metrics=metrics, branch=branch):
