@@ -116,7 +116,7 @@ async def test_search_highlights_and_n_N_and_e_move_between_matches_and_errors(r
         await wait_for_end(pilot, app)
         pane = app.query_one(LogPane)
         shown_keys = {b.binding.description for b in app.active_bindings.values() if b.binding.show}
-        assert {"Search", "Next error", "Pause", "Full log"} <= shown_keys
+        assert {"Search", "Next error", "Pause/follow", "Full log"} <= shown_keys
 
         await search(pilot, app, "NEEDLE")  # any case
         assert pane.search_query == "NEEDLE"

@@ -153,9 +153,14 @@ class TrainboardApp(App[int]):
         self.theme_changed_signal.subscribe(self, lambda _theme: self._invalidate())
         self._install_signal_handlers()
         self._log_pane.focus()
-        self._run = self.run_worker(self.session.run(), name="session", group="session", exit_on_error=False)
         self._show_pr_state()
-        self.call_after_refresh(record_first_frame)
+        # The session starts once the first frame is on screen: its first step
+        # imports mlflow in a thread, which would compete with that frame.
+        self.call_after_refresh(self._start_session)
+
+    def _start_session(self) -> None:
+        record_first_frame()
+        self._run = self.run_worker(self.session.run(), name="session", group="session", exit_on_error=False)
 
     def on_unmount(self) -> None:
         self._remove_signal_handlers()

@@ -57,7 +57,7 @@ class RunHeader(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(self._content(elapsed))
+        self.update(self._content(elapsed), layout=False)  # one line, always
 
     def invalidate(self) -> None:
         self._shown = None

@@ -64,6 +64,7 @@ class RunnerPanel(Static):
 
     def __init__(self, kind: str) -> None:
         super().__init__(id="runner")
+        self._shown_lines = -1  # lines last drawn: a change of count needs a layout pass
         self.border_title = "Runner"
         self.state = "waiting"
         self.kind = kind
@@ -119,7 +120,9 @@ class RunnerPanel(Static):
         else:
             first = [row for name in PACKED_FIRST for row in rows if row[0] == name]
             lines = self._packed(first + [row for row in rows if row[0] not in PACKED_FIRST], size.width)
-        self.update(Content("\n").join(lines))
+        # Relayout only when the number of lines changes (uptime ticks every second).
+        self.update(Content("\n").join(lines), layout=len(lines) != self._shown_lines)
+        self._shown_lines = len(lines)
 
     @property
     def _auto_height(self) -> bool:

@@ -61,7 +61,8 @@ class StageList(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(Content("\n").join(self._line(stage, now) for stage in STAGES))
+        # One line per stage, always: no layout pass needed when the text changes.
+        self.update(Content("\n").join(self._line(stage, now) for stage in STAGES), layout=False)
 
     def invalidate(self) -> None:
         self._shown = None

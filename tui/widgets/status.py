@@ -94,7 +94,7 @@ class StatusLine(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(self._content())
+        self.update(self._content(), layout=False)  # one line, always
 
     def invalidate(self) -> None:
         self._shown = None
