@@ -55,7 +55,7 @@ class LogNavigator(ScrollView):
         Binding("e", "next_error", "Next error"),
         Binding("E", "previous_error", "Prev error", show=False),
         Binding("f", "toggle_follow", "Pause/follow"),
-        Binding("escape", "clear_search", "Clear search"),
+        Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -148,6 +148,10 @@ class LogNavigator(ScrollView):
     # ------------------------------------------------------------------ search and jumps
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Escape clears a search, or else falls through (to close a screen); it is
+        # not in the footer, so its changing state rebuilds nothing.
+        if action == "clear_search":
+            return bool(self.search_query or self.mark)
         return True
 
     def action_search(self) -> None:
