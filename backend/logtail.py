@@ -7,7 +7,8 @@ line twice and loses none.
 
 from __future__ import annotations
 
-CHUNK_SIZE = 4 * 1024 * 1024  # bytes per read: chunked reads, never line by line
+CHUNK_SIZE = 1024 * 1024  # bytes per read: chunked reads, never line by line; small enough
+# that one chunk (~17k lines) keeps the event loop busy for milliseconds, not tens
 MAX_PARTIAL = 1024 * 1024  # a "line" longer than this is cut and emitted as is
 
 

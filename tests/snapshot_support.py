@@ -31,7 +31,7 @@ import pkgutil
 import sys
 import time as _time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,6 @@ class Recorded:
     gate_fails: Recording
     job_fails: Recording
     attached_id: str = ATTACHED_ID
-    all: list[Recording] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- recording
@@ -181,7 +180,7 @@ def record_runs(workdir: Path) -> Recorded:
     for recording in recordings:
         recording.events = normaliser.events(recording.events)
     _, training, gate_fails, job_fails = recordings
-    return Recorded(repo, training, gate_fails, job_fails, all=recordings)
+    return Recorded(repo, training, gate_fails, job_fails)
 
 
 # ---------------------------------------------------------------------- normalising

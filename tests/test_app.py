@@ -237,7 +237,11 @@ async def test_a_burst_of_log_lines_is_written_in_a_few_batches(repo: Path) -> N
         received = sum(len(e.lines) for e in events if isinstance(e, ev.LogLines))
         assert received > 20000
         assert len(writes) < received / 100, f"{len(writes)} writes for {received} lines"
-        assert pane.line_count == pane.max_lines == 5000
+        # Bounded: a flood writes only the newest lines of each batch; the rest is counted
+        # as skipped (the full log on disk has them).
+        await pilot.pause(0.3)
+        assert 0 < pane.line_count <= pane.max_lines == 5000
+        assert pane.dropped > 0 and pane.line_count + pane.dropped >= 20000
         assert pane.lines[-1] == "line 19999"
         await pilot.press("q")
 

@@ -14,6 +14,11 @@ from tui.widgets.log_nav import MATCH, Found, LogNavigator
 from tui.widgets.log_search import ERROR_PATTERN
 
 MAX_LINES = 5000  # what the pane keeps; the whole log stays on disk in the run's folder
+# Under a flood (more lines a tick than a person can read), the pane writes only
+# the newest FLOOD_LINES of a batch and redraws every FLOOD_EVERY-th tick: the
+# rest is counted as skipped and stays in the full log. Key presses stay fast.
+FLOOD_LINES = 1000
+FLOOD_EVERY = 3
 
 
 class _Marks(Highlighter):
@@ -53,6 +58,7 @@ class LogPane(LogNavigator, Log):
         self._subtitle = ""
         self._version = 0  # bumped by every write: the rows found are then stale
         self._found: dict[str, tuple[int, str, Found]] = {}
+        self._rest = 0  # ticks left to wait before the next write, while flooded
 
     @property
     def capacity(self) -> int:
@@ -74,6 +80,9 @@ class LogPane(LogNavigator, Log):
     # ------------------------------------------------------------------ out: once per tick
 
     def flush(self) -> None:
+        if self._rest > 0:
+            self._rest -= 1
+            return
         if self.pending or (self.following and self.held):
             batch = list(self.pending)
             self.pending.clear()
@@ -81,6 +90,10 @@ class LogPane(LogNavigator, Log):
                 if self.held:
                     batch = [*self.held, *batch]
                     self.held.clear()
+                if len(batch) > FLOOD_LINES:
+                    self.dropped += len(batch) - FLOOD_LINES
+                    batch = batch[-FLOOD_LINES:]
+                    self._rest = FLOOD_EVERY - 1
                 self._write(batch)
                 self.scroll_to_end()
             else:
