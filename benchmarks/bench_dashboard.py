@@ -8,7 +8,8 @@
    before mlflow, torch or transformers.
 2. Key-press latency: while the job's log streams at --rate lines/s, press `f`
    (pause / follow the log) and time until the pane's state on screen changes;
-   also `c` (a modal confirmation over the whole screen) and `n` to close it. p50 and p95 against the same presses with a quiet job (the baseline,
+   also `c` (a modal confirmation over the whole screen) and `n` to close it.
+   p50 and p95 against the same presses with a quiet job (the baseline,
    measured in the same run). Goal: p95 <= 100 ms under the flood.
 3. Memory: the trainboard process's RSS at the start and at the end of the flood.
 
@@ -173,8 +174,9 @@ def main() -> int:
         print(f"{label:5}: first frame {first * 1000:6.0f} ms on screen "
               f"(app says {frame.get('seconds_since_start', float('nan')) * 1000:.0f} ms after process start; "
               f"heavy modules loaded then: {frame.get('heavy_loaded', '?')})")
-        print(f"       key press -> screen: p50 {pct(times, 0.5) * 1000:5.1f} ms, p95 {pct(times, 0.95) * 1000:5.1f} ms, "
-              f"max {max(times) * 1000:5.1f} ms over {len(times)} presses of f; RSS {rss_start:.0f} -> {rss_end:.0f} MB")
+        print(f"       key press -> screen: p50 {pct(times, 0.5) * 1000:5.1f} ms, "
+              f"p95 {pct(times, 0.95) * 1000:5.1f} ms, max {max(times) * 1000:5.1f} ms over {len(times)} presses "
+              f"of f; RSS {rss_start:.0f} -> {rss_end:.0f} MB")
         print(f"       modal (c / n): p50 {pct(modal, 0.5) * 1000:5.1f} ms, p95 {pct(modal, 0.95) * 1000:5.1f} ms")
     quiet, flood = results["quiet"][1], results["flood"][1]
     print(f"ratio p95 flood / quiet = {pct(flood, 0.95) / pct(quiet, 0.95):.2f}; "
