@@ -40,6 +40,19 @@ def row_cells(row: ComparisonRow) -> dict[str, Text]:
     }
 
 
+def number_width(config: RunConfig) -> int:
+    """Room for a signed value with up to three integer digits: "+123.4567"."""
+    return 5 + max((spec.digits for spec in config.metrics.values()), default=4)
+
+
+def column_widths(config: RunConfig) -> dict[str, int]:
+    """Every column but the result, whose text is free."""
+    names = max((len(config.display_name(k)) for k in config.metrics), default=6)
+    gates = max((len(g.describe()) for g in config.compare.gates.values()), default=4)
+    number = number_width(config)
+    return {"metric": max(6, names), "before": number, "after": number, "delta": number, "gate": max(4, gates)}
+
+
 class ComparisonTable(DataTable[Text]):
     DEFAULT_CSS = """
     ComparisonTable {
@@ -62,8 +75,10 @@ class ComparisonTable(DataTable[Text]):
         self._unjudged_shown = ""
 
     def on_mount(self) -> None:
+        # Fixed widths, known from the config: a column that grew only when the
+        # table was next idle could be drawn (and cached) cut off.
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label, key=key, width=column_widths(self.config).get(key))
         for key in self.config.metrics:
             gate = self.config.compare.gates.get(key)
             self.add_row(

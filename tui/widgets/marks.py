@@ -40,7 +40,9 @@ def rich_style(spec: str) -> RichStyle:
     DataTable cells render through Rich, which knows nothing of ``$success``;
     this resolves the variables against the running app's theme.
     """
-    return parse_style(spec).rich_style
+    # "$text-muted" is "auto 60%" in Textual's themes: it has no colour of its own
+    # outside a widget (Rich would draw it black), so it is Rich's dim here.
+    return parse_style(spec.replace("$text-muted", "dim")).rich_style
 
 
 def styled(text: str, spec: str = "") -> Text:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 
 from backend import events as ev
 from backend.config import RunConfig
+from tui.widgets.comparison import column_widths
 from tui.widgets.marks import styled
 
 TREND_POINTS = 8
@@ -60,10 +61,12 @@ class MetricsPanel(DataTable[Text]):
         self._frame_shown: tuple[str, str] | None = None
 
     def on_mount(self) -> None:
-        self.add_column("metric", key="metric")
-        self.add_column("value", key="value")
-        self.add_column("Δ base", key="delta")
-        self.add_column("trend", key="trend")
+        # Fixed widths (see ComparisonTable.on_mount): values never show cut off.
+        widths = column_widths(self.config)
+        self.add_column("metric", key="metric", width=widths["metric"])
+        self.add_column("value", key="value", width=widths["after"])
+        self.add_column("Δ base", key="delta", width=widths["delta"])
+        self.add_column("trend", key="trend", width=TREND_POINTS)
         for key in self.config.metrics:
             self.add_row(Text(self.config.display_name(key)), Text("—"), Text(""), Text(""), key=key)
 
