@@ -25,6 +25,7 @@ class RunHeader(Static):
 
     def __init__(self, name: str, run_id: str, runner_kind: str, started: float, dirty: bool = False) -> None:
         super().__init__(id="run-header")
+        self._drawn = False  # layout once, when the first content arrives
         self.config_name = name
         self.run_id = run_id
         self.runner_kind = runner_kind
@@ -57,7 +58,8 @@ class RunHeader(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(self._content(elapsed), layout=False)  # one line, always
+        self.update(self._content(elapsed), layout=not self._drawn)  # one line: a layout pass once
+        self._drawn = True
 
     def invalidate(self) -> None:
         self._shown = None

@@ -62,10 +62,12 @@ class MetricsPanel(DataTable[Text]):
 
     def on_mount(self) -> None:
         # Fixed widths (see ComparisonTable.on_mount): values never show cut off.
+        # The side panel is narrow at 80x24: room for "+0.1234", not "+123.1234".
         widths = column_widths(self.config)
+        number = 3 + max((spec.digits for spec in self.config.metrics.values()), default=4)
         self.add_column("metric", key="metric", width=widths["metric"])
-        self.add_column("value", key="value", width=widths["after"])
-        self.add_column("Δ base", key="delta", width=widths["delta"])
+        self.add_column("value", key="value", width=number)
+        self.add_column("Δ base", key="delta", width=max(number, len("Δ base")))
         self.add_column("trend", key="trend", width=TREND_POINTS)
         for key in self.config.metrics:
             self.add_row(Text(self.config.display_name(key)), Text("—"), Text(""), Text(""), key=key)

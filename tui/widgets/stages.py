@@ -22,6 +22,7 @@ class StageList(Static):
 
     def __init__(self) -> None:
         super().__init__(id="stages")
+        self._drawn = False  # layout once, when the first content arrives
         self.border_title = "Stages"
         self.states: dict[Stage, StageState] = dict.fromkeys(STAGES, StageState.PENDING)
         self.began: dict[Stage, float] = {}
@@ -61,8 +62,9 @@ class StageList(Static):
         if key == self._shown:
             return
         self._shown = key
-        # One line per stage, always: no layout pass needed when the text changes.
-        self.update(Content("\n").join(self._line(stage, now) for stage in STAGES), layout=False)
+        # One line per stage, always: a layout pass the first time only.
+        self.update(Content("\n").join(self._line(stage, now) for stage in STAGES), layout=not self._drawn)
+        self._drawn = True
 
     def invalidate(self) -> None:
         self._shown = None

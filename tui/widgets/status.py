@@ -38,6 +38,7 @@ class StatusLine(Static):
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(id="status")
+        self._drawn = False  # layout once, when the first content arrives
         self.run_dir = run_dir
         self.activity = "starting"
         self.notice = ""
@@ -94,7 +95,8 @@ class StatusLine(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(self._content(), layout=False)  # one line, always
+        self.update(self._content(), layout=not self._drawn)  # one line: a layout pass once
+        self._drawn = True
 
     def invalidate(self) -> None:
         self._shown = None
