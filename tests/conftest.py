@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -75,8 +76,12 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def tiny_repo(tmp_path: Path) -> Path:
     """A git repo on branch main holding job.py and tb.yaml, committed."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
+    return make_tiny_repo(tmp_path / "repo")
+
+
+def make_tiny_repo(repo: Path) -> Path:
+    """The ``tiny_repo`` fixture's repository, at ``repo``."""
+    repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "test@example.com")
     git(repo, "config", "user.name", "Test")
@@ -86,6 +91,30 @@ def tiny_repo(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     return repo
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its schema made, once per test session.
+
+    Creating the schema (MLflow's alembic migrations) takes about five seconds;
+    a test's run starts from a copy of it instead of a blank file. The store is
+    MLflow's own either way.
+    """
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def repo(tiny_repo: Path, empty_mlflow_db: Path) -> Path:
+    """``tiny_repo`` with its MLflow store (tb.yaml: .trainboard/mlflow.db) schema-ready."""
+    store = tiny_repo / ".trainboard"
+    store.mkdir(exist_ok=True)
+    shutil.copy(empty_mlflow_db, store / "mlflow.db")
+    return tiny_repo
 
 
 def trainboard_cmd() -> list[str]:

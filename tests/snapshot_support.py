@@ -49,7 +49,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # for docs/dashboard.py, which runs outside pytest
     sys.path.insert(0, str(TESTS))
 
-from conftest import TINY_CONFIG, TINY_JOB, git, run_cli  # noqa: E402
+from conftest import make_tiny_repo, run_cli  # noqa: E402
 
 T0 = 1767258000.0  # 2026-01-01 09:00:00 UTC: every recorded run starts here
 COMMIT = "c0ffee1d15ea5e5ca1ab1e0ddba11f00dfacade5"
@@ -104,20 +104,6 @@ class Recorded:
 
 
 # ---------------------------------------------------------------------- recording
-
-
-def make_tiny_repo(repo: Path) -> Path:
-    """The ``tiny_repo`` fixture's repository, at ``repo``."""
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "config", "user.name", "Test")
-    (repo / "job.py").write_text(TINY_JOB)
-    (repo / "tb.yaml").write_text(TINY_CONFIG)
-    (repo / ".gitignore").write_text(".trainboard/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "init")
-    return repo
 
 
 def record(repo: Path, run_id: str, overrides: tuple[str, ...]) -> Recording:

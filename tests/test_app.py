@@ -8,15 +8,12 @@ metrics in a real MLflow SQLite store: the app under test is built by the same
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
@@ -26,36 +23,12 @@ from backend.config import load_config
 from backend.events import STAGES, Stage, StageState
 from backend.exitcodes import ExitCode
 from backend.session import Session
+from tests.pilot_support import wait_for_end, wait_until
 from tui.app import TrainboardApp, make_app
 from tui.widgets import ComparisonTable, ConfirmScreen, LogPane, MetricsPanel, StageList, StatusLine
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (100, 30)
-RUN_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema made, made once for this module.
-
-    Creating the schema (MLflow's alembic migrations) takes about five seconds;
-    each test's run starts from a copy of it instead of a blank file. The store
-    is MLflow's own either way.
-    """
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def repo(tiny_repo: Path, empty_mlflow_db: Path) -> Path:
-    """``tiny_repo`` with its MLflow store (tb.yaml: .trainboard/mlflow.db) schema-ready."""
-    store = tiny_repo / ".trainboard"
-    store.mkdir(exist_ok=True)
-    shutil.copy(empty_mlflow_db, store / "mlflow.db")
-    return tiny_repo
 
 
 def build(repo: Path, *overrides: str) -> tuple[TrainboardApp, Session, list[ev.Event]]:
@@ -63,20 +36,6 @@ def build(repo: Path, *overrides: str) -> tuple[TrainboardApp, Session, list[ev.
     events: list[ev.Event] = []
     session.subscribe(events.append)
     return make_app(session), session, events
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = RUN_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
-        await pilot.pause(0.05)
-
-
-async def wait_for_end(pilot: Pilot, app: TrainboardApp) -> None:
-    """Until the run has returned and the dashboard has shown its last events."""
-    await wait_until(pilot, lambda: app.outcome is not None and app.caught_up, "the run to finish")
-    await pilot.pause()
 
 
 async def wait_for_job(pilot: Pilot, app: TrainboardApp, session: Session) -> int:

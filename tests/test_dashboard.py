@@ -8,10 +8,8 @@ in a real MLflow SQLite store; the apps are built by the factories the CLI calls
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from backend.config import load_config
 from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
+from tests.pilot_support import wait_for_end, wait_until
 from tui.app import PR_NOT_SET_UP, TrainboardApp, make_app
 from tui.runs_app import make_runs_app
 from tui.screens.help import HelpScreen
@@ -34,27 +33,8 @@ from tui.screens.run_detail import RunDetailScreen
 from tui.screens.runs import RunsScreen
 from tui.widgets import ComparisonTable, FailurePanel, MetricsPanel, MetricsPlot, RunnerPanel
 
-RUN_TIMEOUT = 60.0
 ROOMY = (120, 50)  # tall enough for the plot and a line per runner field
 SMALL = (80, 24)
-
-
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema made (about five seconds), copied for each test."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def repo(tiny_repo: Path, empty_mlflow_db: Path) -> Path:
-    store = tiny_repo / ".trainboard"
-    store.mkdir(exist_ok=True)
-    shutil.copy(empty_mlflow_db, store / "mlflow.db")
-    return tiny_repo
 
 
 def session_for(repo: Path, *overrides: str) -> Session:
@@ -66,19 +46,6 @@ def build(repo: Path, *overrides: str) -> tuple[TrainboardApp, Session, list[ev.
     events: list[ev.Event] = []
     session.subscribe(events.append)
     return make_app(session), session, events
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = RUN_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
-        await pilot.pause(0.05)
-
-
-async def wait_for_end(pilot: Pilot, app: TrainboardApp) -> None:
-    await wait_until(pilot, lambda: app.outcome is not None and app.caught_up, "the run to finish")
-    await pilot.pause(0.1)
 
 
 async def wait_for_training(pilot: Pilot, session: Session, events: list[ev.Event]) -> int:

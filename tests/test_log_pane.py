@@ -7,13 +7,10 @@ script written into it) and reads what the pane and the full-log screen show.
 from __future__ import annotations
 
 import gc
-import shutil
 import textwrap
-import time
 import tracemalloc
 from array import array
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from textual.pilot import Pilot
 
 from backend.config import load_config
 from backend.session import Session
+from tests.pilot_support import wait_for_end, wait_until
 from tui.app import TrainboardApp, make_app
 from tui.screens.log_view import FullLogScreen
 from tui.widgets import LogPane
@@ -29,7 +27,7 @@ from tui.widgets.log_index import ERROR_PATTERN, LineIndex, LineScan
 from tui.widgets.log_search import SearchPrompt, search_pattern
 
 SIZE = (120, 40)
-TIMEOUT = 60.0
+
 TOKEN = "ghp_" + "Z9" * 20  # the shape of a GitHub token; fake
 
 NOISY_JOB = textwrap.dedent(
@@ -50,40 +48,15 @@ NOISY_JOB = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MLflow's schema, made once (its migrations take seconds); each test copies it."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def repo(tiny_repo: Path, empty_mlflow_db: Path) -> Path:
-    store = tiny_repo / ".trainboard"
-    store.mkdir(exist_ok=True)
-    shutil.copy(empty_mlflow_db, store / "mlflow.db")
-    (tiny_repo / "noisy.py").write_text(NOISY_JOB)  # untracked: synced all the same
-    return tiny_repo
+def repo(repo: Path) -> Path:
+    """The shared ``repo`` (conftest), plus a job that prints errors and a token."""
+    (repo / "noisy.py").write_text(NOISY_JOB)  # untracked: synced all the same
+    return repo
 
 
 def build(repo: Path, *overrides: str) -> TrainboardApp:
     return make_app(Session(load_config(repo / "tb.yaml", list(overrides)), root=repo))
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
-        await pilot.pause(0.05)
-
-
-async def wait_for_end(pilot: Pilot, app: TrainboardApp) -> None:
-    await wait_until(pilot, lambda: app.outcome is not None and app.caught_up, "the run to finish")
-    await pilot.pause()
 
 
 async def search(pilot: Pilot, app: TrainboardApp, text: str) -> None:
