@@ -160,12 +160,17 @@ class Session:
         self._task.cancel()
         return True
 
+    @property
+    def can_detach(self) -> bool:
+        """Whether the training job is running (setup and finished jobs cannot be left)."""
+        return self._job is not None and self._job.name == "job" and self._job_exit is None
+
     def detach(self) -> bool:
         """End this session and leave the job running; `trainboard attach RUN` comes back.
 
         Only while the training job runs. Returns False when there is nothing to leave.
         """
-        if self._job is None or self._job.name != "job" or self._job_exit is not None:
+        if not self.can_detach:
             return False
         self._detaching = True
         if not self.cancel("detached"):
@@ -173,9 +178,6 @@ class Session:
             return False
         return True
 
-    @property
-    def can_detach(self) -> bool:
-        return self._job is not None and self._job.name == "job" and self._job_exit is None
 
     @classmethod
     def attach(cls, record: RunRecord, root: Path) -> Session:
