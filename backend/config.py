@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -55,6 +55,97 @@ class _Strict(BaseModel):
 
 class LocalRunnerConfig(_Strict):
     kind: Literal["local"] = "local"
+
+
+class _SshOptions(_Strict):
+    """Connection settings shared by the ssh and ec2 runners."""
+
+    remote_dir: str = "~/.trainboard/runs"  # where run folders go on the host (the run id is appended)
+    keepalive_seconds: float = Field(default=15, gt=0, le=600)
+    connect_timeout: float = Field(default=20, gt=0, le=600)
+    reconnect_timeout: float = Field(default=300, gt=0)  # give up when the host stays away this long
+
+    @field_validator("remote_dir")
+    @classmethod
+    def _remote_dir_plain(cls, value: str) -> str:
+        if not value.strip() or "\n" in value:
+            raise ValueError("must be a folder path on the host, e.g. ~/.trainboard/runs")
+        return value
+
+
+class SshRunnerConfig(_SshOptions):
+    kind: Literal["ssh"]
+    host: str  # a host name, address or ~/.ssh/config alias
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: ~/.ssh/config, else 22
+    user: str | None = None  # default: ~/.ssh/config, else the local user
+    identity_file: str | None = None  # default: ~/.ssh/config, else the agent and ~/.ssh/id_*
+    known_hosts: str | None = None  # default: ~/.ssh/known_hosts; host keys are always verified
+    ssh_config: str | None = None  # default: ~/.ssh/config when it exists
+
+    @field_validator("host")
+    @classmethod
+    def _host_named(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must be a host name, address or ~/.ssh/config alias")
+        return value
+
+
+DEFAULT_AMI = "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+class Ec2RunnerConfig(_SshOptions):
+    kind: Literal["ec2"]
+    region: str | None = None  # default: the AWS config chain (AWS_REGION, profile)
+    instance_type: str = "t3.large"
+    ami: str = DEFAULT_AMI  # an image id, or ssm:<public parameter> resolved at run time
+    user: str = "ec2-user"  # the image's login user (ubuntu for Ubuntu images)
+    disk_gb: int = Field(default=30, ge=8, le=16384)
+    subnet_id: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)  # use these instead of a per-run group
+    ssh_cidr: str = "auto"  # who may reach port 22: auto = this machine's public address /32
+    market: Literal["on-demand", "spot"] = "on-demand"
+    max_price: float | None = Field(default=None, gt=0)  # spot: USD per hour at most
+    fallback_to_on_demand: bool = False  # spot capacity missing: launch on-demand instead
+    key_name: str | None = None  # the user's EC2 key pair instead of a per-run one ...
+    identity_file: str | None = None  # ... and its private key file
+    max_duration_minutes: float = Field(default=240, gt=0)  # the instance shuts itself down after this
+    idle_timeout_minutes: float = Field(default=15, gt=0)  # ... and this long after the job ended
+    hourly_price: float | None = Field(default=None, ge=0)  # USD; default: spot price or the built-in table
+    owner: str | None = None  # default: the AWS caller's identity
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ami")
+    @classmethod
+    def _ami_shape(cls, value: str) -> str:
+        if not (value.startswith("ami-") or value.startswith("ssm:/")):
+            raise ValueError("must be an image id (ami-...) or ssm:/path/of/a/public/parameter")
+        return value
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr_shape(cls, value: str) -> str:
+        import ipaddress
+
+        if value != "auto":
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError("must be auto or a CIDR block such as 203.0.113.7/32") from None
+        return value
+
+    @model_validator(mode="after")
+    def _key_pair_whole(self) -> Ec2RunnerConfig:
+        if (self.key_name is None) != (self.identity_file is None):
+            missing = "identity_file" if self.identity_file is None else "key_name"
+            raise _SettingError(f"runner.{missing}", "key_name and identity_file go together",
+                                "set both (your EC2 key pair and its private key file), or neither for a per-run key")
+        if self.max_price is not None and self.market != "spot":
+            raise _SettingError("runner.max_price", "max_price applies to spot instances only",
+                                "set market: spot, or remove max_price")
+        return self
+
+
+RunnerConfig = Annotated[LocalRunnerConfig | SshRunnerConfig | Ec2RunnerConfig, Field(discriminator="kind")]
 
 
 class JobConfig(_Strict):
@@ -164,7 +255,7 @@ class ReportConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str = "trainboard"
-    runner: LocalRunnerConfig = Field(default_factory=LocalRunnerConfig)
+    runner: RunnerConfig = Field(default_factory=LocalRunnerConfig)
     job: JobConfig
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     metrics: dict[str, MetricSpec] = Field(min_length=1)
@@ -186,6 +277,14 @@ class RunConfig(_Strict):
     def params_hash(self) -> str:
         blob = json.dumps(self.params, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class _SettingError(ValueError):
+    """A rule across settings, blamed on one of them."""
+
+    def __init__(self, setting: str, message: str, fix: str) -> None:
+        self.setting, self.message, self.fix = setting, message, fix
+        super().__init__(message)
 
 
 class _GateError(ValueError):
@@ -271,7 +370,7 @@ _FIXES: dict[str, str] = {
 }
 
 _SETTING_FIXES: dict[str, str] = {
-    "runner.kind": "use kind: local (the ssh and ec2 runners are not part of this version)",
+    "runner.kind": "use kind: local (this machine), ssh (a host you can SSH into) or ec2 (a fresh instance)",
     "job.command": 'set job.command to the command that trains, e.g. "python train.py"',
     "metrics": "list the metrics to follow, e.g. metrics: {f1: {goal: max}}",
     "mlflow.tracking_uri": "e.g. sqlite:///.trainboard/mlflow.db or http://mlflow.internal:5000",
@@ -373,6 +472,9 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
     # setting its typo causes (`jobb:` would otherwise report `job: Field required`).
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(str(part) for part in error["loc"])
+    runner_kind = ""
+    if len(loc) > 1 and loc[0] == "runner" and loc[1] in _RUNNER_MODELS:
+        runner_kind, loc = loc[1], (loc[0], *loc[2:])  # drop pydantic's union tag
     kind = error["type"]
     message = error["msg"]
     ctx_error = (error.get("ctx") or {}).get("error")
@@ -380,6 +482,12 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
         loc = ("compare", "gates", ctx_error.key)
         message = f"no metric named {ctx_error.key!r} is followed"
         fix = f"gate one of the metrics: {', '.join(ctx_error.known)}, or add it under metrics"
+    elif isinstance(ctx_error, _SettingError):
+        loc, message, fix = tuple(ctx_error.setting.split(".")), ctx_error.message, ctx_error.fix
+    elif kind == "union_tag_invalid":
+        loc = (*loc, "kind")
+        message = f"unknown runner kind {(error.get('ctx') or {}).get('tag')!r}"
+        fix = _SETTING_FIXES["runner.kind"]
     else:
         message = message.removeprefix("Value error, ")
         setting = ".".join(loc)
@@ -387,7 +495,8 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
         fix = fix or _FIXES.get(kind, "see the comments in sample_params.yaml")
         if kind == "extra_forbidden":
             message = "unknown setting"
-            near = difflib.get_close_matches(loc[-1], _settings_at(loc[:-1]), n=1)
+            known = list(_RUNNER_MODELS[runner_kind].model_fields) if runner_kind else _settings_at(loc[:-1])
+            near = difflib.get_close_matches(loc[-1], known, n=1)
             if near:
                 fix = f"did you mean {near[0]!r}? Otherwise remove it"
                 fix += " (sample_params.yaml lists the settings)"
@@ -405,6 +514,13 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
             source = text
             break
     return ConfigError(message, file=file, line=line, setting=".".join(loc), fix=fix, source=source)
+
+
+_RUNNER_MODELS: dict[str, type[BaseModel]] = {
+    "local": LocalRunnerConfig,
+    "ssh": SshRunnerConfig,
+    "ec2": Ec2RunnerConfig,
+}
 
 
 def _settings_at(loc: Path_) -> list[str]:

@@ -156,6 +156,17 @@ class ErrorRaised(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CostUpdated(Event):
+    """What a paid runner has cost so far: its hourly price times its uptime."""
+
+    hourly_price: float  # USD an hour
+    uptime: float  # seconds since the runner was ready
+    cost: float  # USD
+    final: bool = False  # the runner is gone: this is what the run cost
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished(Event):
     outcome: int  # an ExitCode value
     status: str  # "succeeded", "gate-failed", "job-failed", "error", "cancelled"

@@ -27,8 +27,9 @@ from backend.events import STAGES, Stage, StageState
 from backend.exitcodes import ExitCode
 from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
 from backend.logtail import CHUNK_SIZE, LineSplitter
+from backend.mlflow_server import LocalTrackingServer, needs_forwarding
 from backend.redact import Redactor
-from backend.runners import JobHandle, JobSpec, Runner, RunnerError, make_runner
+from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
 from backend.tracking import (
     BRANCH_TAG,
@@ -46,6 +47,7 @@ from backend.tracking import (
 Subscriber = Callable[[ev.Event], None]
 
 TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
+COST_INTERVAL = 15.0  # seconds between CostUpdated events while a paid runner is up
 
 
 REPLAY_LINES = 5000  # log lines a finished run shows on attach (the whole log stays on disk)
@@ -146,6 +148,12 @@ class Session:
         self._cursor = MetricCursor()
         self._latest_mark: dict[str, tuple[int, int]] = {}
         self._started = 0.0
+        self._server: LocalTrackingServer | None = None  # serves the local store to a remote job
+        self._server_task: asyncio.Task[None] | None = None
+        self._interruption = ""  # a spot interruption notice the runner reported
+        self._ready_at: float | None = None
+        self._hourly_price: float | None = None
+        self._cost_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ API for views
 
@@ -162,8 +170,13 @@ class Session:
 
     @property
     def can_detach(self) -> bool:
-        """Whether the training job is running (setup and finished jobs cannot be left)."""
-        return self._job is not None and self._job.name == "job" and self._job_exit is None
+        """Whether the training job is running (setup and finished jobs cannot be left).
+
+        Not when the job logs to MLflow through this session's own tracking
+        server and SSH forward: both end with the session.
+        """
+        return (self._job is not None and self._job.name == "job" and self._job_exit is None
+                and self._server is None)
 
     def detach(self) -> bool:
         """End this session and leave the job running; `trainboard attach RUN` comes back.
@@ -288,15 +301,20 @@ class Session:
             # MLflow's import and first store access take seconds: the run is
             # created while the runner is provisioned, synced and set up.
             self._tracking_task = asyncio.create_task(self._open_tracking(mlflow_import))
+            if needs_forwarding(uri, cfg.runner.kind):
+                # A remote job cannot open the local store: serve it here, forward it there.
+                self._server = LocalTrackingServer(uri, self.run_dir / "mlflow-server.log")
+                self._server_task = asyncio.create_task(self._server.start())
 
         async with self._stage(Stage.PROVISION):
             self._publish(ev.RunnerChanged(state="provisioning", kind=cfg.runner.kind))
-            self.runner = make_runner(cfg.runner.kind, str(self.run_dir))
-            host = await self.runner.provision()
-            ready_at = time.time()
-            self.record.update(runner={"kind": host.kind, "address": host.address, "workspace": host.workspace,
-                                       "details": dict(host.details), "ready_at": ready_at})
-            self._publish(ev.RunnerChanged(state="ready", kind=host.kind, address=host.address, details=host.details))
+            self.runner = make_runner(cfg.runner, self.run_dir, self.run_id)
+            self.runner.notify = self._publish
+            try:
+                host = await self.runner.provision()
+            finally:  # what was created so far, for teardown, attach and reap
+                self.record.update(runner={**self.record.get("runner", {}), "state": self.runner.state()})
+            self._runner_ready(host)
 
         async with self._stage(Stage.SYNC) as note:
             files = await asyncio.to_thread(files_to_sync, self.git)
@@ -320,9 +338,50 @@ class Session:
                 "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
                 "TRAINBOARD_RUN_ID": self.run_id,
             }
+            env.update(await self._remote_tracking_env())
             handle = await self._start(self._spec("job", (cfg.job.command,), env))
             code = await self._train(handle)
         return await self._finish(code)
+
+    def _runner_ready(self, host: Host, at: float | None = None) -> None:
+        assert self.runner is not None and self.record is not None
+        self._ready_at = at or time.time()
+        details = dict(host.details)
+        try:
+            self._hourly_price = float(details["hourly_price"]) if details.get("hourly_price") else None
+        except ValueError:
+            self._hourly_price = None
+        self.record.update(runner={"kind": host.kind, "address": host.address, "workspace": host.workspace,
+                                   "details": details, "ready_at": self._ready_at, "state": self.runner.state(),
+                                   **({"hourly_price": self._hourly_price} if self._hourly_price is not None else {})})
+        self._publish(ev.RunnerChanged(state="ready", kind=host.kind, address=host.address, details=host.details,
+                                       at=self._ready_at))
+        if self._hourly_price is not None and self._cost_task is None:
+            self._cost_task = asyncio.create_task(self._tick_cost())
+
+    def _cost(self, final: bool = False) -> ev.CostUpdated | None:
+        if self._hourly_price is None or self._ready_at is None:
+            return None
+        uptime = max(0.0, time.time() - self._ready_at)
+        return ev.CostUpdated(self._hourly_price, uptime, self._hourly_price * uptime / 3600, final)
+
+    async def _tick_cost(self) -> None:
+        while (cost := self._cost()) is not None:
+            self._publish(cost)
+            await asyncio.sleep(COST_INTERVAL)
+
+    async def _remote_tracking_env(self) -> dict[str, str]:
+        """How a job on a remote runner reaches MLflow: the forwarded local server, or the
+        configured server's URI with this machine's MLflow credentials (never printed)."""
+        assert self.runner is not None
+        if self._server is not None and self._server_task is not None:
+            await self._server_task
+            port = await self.runner.forward(self._server.port)
+            return {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+        if self.runner.kind == "local":
+            return {}
+        return {name: value for name, value in os.environ.items()
+                if name.startswith("MLFLOW_TRACKING_") and name != "MLFLOW_TRACKING_URI"}
 
     async def _train(self, handle: JobHandle) -> int:
         """Follow the job's log and poll its metrics until it exits (inside TRAIN)."""
@@ -392,11 +451,15 @@ class Session:
         if not job:
             raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
         kind = self.config.runner.kind
-        self.runner = make_runner(kind, str(self.run_dir))
-        runner = record.get("runner") or {}
-        self._publish(ev.RunnerChanged(state="ready", kind=kind, address=runner.get("address", ""),
-                                       details=tuple((runner.get("details") or {}).items()),
-                                       at=float(runner.get("ready_at") or time.time())))
+        runner = make_runner(self.config.runner, self.run_dir, self.run_id)
+        runner.notify = self._publish
+        recorded = record.get("runner") or {}
+        self._publish(ev.RunnerChanged(state="reconnecting", kind=kind, address=recorded.get("address", "")))
+        # Not self.runner until it answers: a runner we cannot reach is left as it is
+        # (its own watchdog still guards it), never torn down by a failed attach.
+        host = await runner.reattach(recorded.get("state") or {})
+        self.runner = runner
+        self._runner_ready(host, at=float(recorded.get("ready_at") or time.time()))
         handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
                            started_at=float(job["started_at"]))
         self._job = handle
@@ -528,6 +591,9 @@ class Session:
                     await asyncio.sleep(0)  # let the views breathe, then read on
                     continue
             status = await self.runner.status(handle)
+            if status.interruption and not self._interruption:
+                self._interruption = status.interruption
+                self._error(self._current_stage(), f"the runner is being interrupted: {status.interruption}")
             if not status.running:
                 # The exit code is written after the log is closed: drain what is left.
                 while chunk := await self.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
@@ -537,6 +603,9 @@ class Session:
                 rest = splitter.flush()
                 if rest:
                     self._publish(ev.LogLines(source, tuple(self.redact.lines(rest)), splitter.offset))
+                if self._interruption:
+                    raise RunnerError(f"the {source} was stopped by an interruption of the runner "
+                                      f"(exit code {status.exit_code}): {self._interruption}")
                 if status.exit_code is None:
                     raise JobFailed(f"the {source} vanished without an exit code", None)
                 return status.exit_code
@@ -645,8 +714,15 @@ class Session:
         if self._tracking_task is not None:
             with contextlib.suppress(BaseException):
                 await self._tracking_task  # its thread's result, if any, is not needed now
-        if self.runner is not None:
-            if self._job is not None and outcome is not ExitCode.DETACHED:
+        if self._cost_task is not None:
+            self._cost_task.cancel()
+        if self.runner is not None and outcome is ExitCode.DETACHED:
+            try:
+                await self.runner.detach()
+            except Exception as exc:
+                problems.append(f"leaving the runner: {exc}")
+        elif self.runner is not None:
+            if self._job is not None:
                 try:
                     status = await self.runner.status(self._job)
                     if status.running:
@@ -661,6 +737,24 @@ class Session:
                 self._publish(ev.RunnerChanged(state="stopped", kind=self.runner.kind))
             except Exception as exc:
                 problems.append(f"runner teardown: {exc}")
+            finally:
+                with contextlib.suppress(Exception):
+                    if self.record is not None:
+                        self.record.update(runner={**self.record.get("runner", {}), "state": self.runner.state()})
+            cost = self._cost(final=True)
+            if cost is not None:
+                self._publish(cost)
+                if self.record is not None:
+                    self.record.update(cost=round(cost.cost, 4))
+        if self._server_task is not None and not self._server_task.done():
+            self._server_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._server_task
+        if self._server is not None:
+            try:
+                await self._server.stop()
+            except Exception as exc:
+                problems.append(f"stopping the local MLflow server: {exc}")
         if self.tracking is not None and self.mlflow_run_id and outcome in (
             ExitCode.INTERRUPTED,
             ExitCode.INFRA_ERROR,

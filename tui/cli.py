@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
     comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+
+    reap = sub.add_parser("reap", help="delete cloud resources left by runs that ended or expired",
+                          description="Find every EC2 instance, key pair and security group tagged by trainboard "
+                          "whose run is no longer active here, or whose expiry time has passed, and delete it. "
+                          "Resources of runs unknown here are left until they expire.")
+    reap.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    reap.add_argument("--region", help="AWS region (default: the AWS config chain)")
     return parser
 
 
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return _runs(args)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "reap":
+        return _reap(args)
     parser.print_help()
     return 0
 
@@ -203,6 +212,13 @@ def _compare(args: argparse.Namespace) -> int:
     console.print(comparison_table(comparison))
     console.print(verdict_text(comparison))
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
+
+
+def _reap(args: argparse.Namespace) -> int:
+    from backend.gitinfo import repo_root
+    from backend.reap import reap
+
+    return reap(repo_root(Path.cwd()), args.region, args.dry_run, print)
 
 
 if __name__ == "__main__":  # pragma: no cover

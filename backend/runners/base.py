@@ -1,14 +1,28 @@
-"""The runner protocol: provision, sync, start a detached job, tail its log, tear down."""
+"""The runner protocol: provision, sync, start a detached job, tail its log, tear down.
+
+Three kinds implement it: ``local`` (this machine), ``ssh`` (any host reached
+with asyncssh) and ``ec2`` (a fresh instance, then the SSH runner on it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from backend import events as ev
 
 
 class RunnerError(Exception):
     """The runner could not do what was asked (an infrastructure error)."""
+
+
+class PreflightError(RunnerError):
+    """A check before anything was spent failed (missing permission, bad setting)."""
+
+
+Notify = Callable[[ev.Event], None]  # a runner's way to publish RunnerChanged / Notice events
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +48,8 @@ class JobSpec:
 class JobHandle:
     name: str
     pid: int  # also the process-group and session id: the job leads its own session
-    log_path: str
-    exit_path: str
+    log_path: str  # on the runner
+    exit_path: str  # on the runner
     started_at: float
 
 
@@ -43,23 +57,46 @@ class JobHandle:
 class JobStatus:
     running: bool
     exit_code: int | None  # None while running, or when the job vanished without one
+    interruption: str = ""  # e.g. a spot interruption notice the runner saw; "" when none
 
 
 class Runner(Protocol):
     kind: str
+    notify: Notify | None  # set by the session before provision()
 
-    async def provision(self) -> Host: ...
+    async def provision(self) -> Host:
+        """Get the machine ready (create it, connect, make the workspace)."""
+
+    async def reattach(self, state: dict[str, Any]) -> Host:
+        """Reconnect to a machine a previous session provisioned, from its :meth:`state`."""
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`reattach` and ``trainboard reap`` need, JSON-able, kept in the run record."""
 
     async def sync(self, source: Path, files: list[str], extra: dict[str, bytes]) -> None: ...
 
     async def start(self, spec: JobSpec) -> JobHandle: ...
 
-    async def tail(self, handle: JobHandle, offset: int, limit: int) -> bytes: ...
+    async def tail(self, handle: JobHandle, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the job's log from ``offset``; b"" when there is nothing new.
+
+        Remote runners reconnect (with backoff) and retry on their own, and mirror
+        what they read into ``<run_dir>/<name>.log`` so the full log is on disk here.
+        """
 
     async def status(self, handle: JobHandle) -> JobStatus: ...
 
-    async def stop(self, handle: JobHandle, grace: float = 5.0) -> None: ...
+    async def stop(self, handle: JobHandle, grace: float = 5.0) -> None:
+        """SIGTERM the job's process group, SIGKILL after ``grace`` seconds."""
 
-    async def fetch(self, relpath: str, dest: Path) -> bool: ...
+    async def fetch(self, relpath: str, dest: Path) -> bool:
+        """Copy a file or folder (relative to the workspace) here; False when missing."""
 
-    async def teardown(self) -> None: ...
+    async def forward(self, port: int) -> int:
+        """Make 127.0.0.1:``port`` here reachable from the runner; the port the job uses there."""
+
+    async def detach(self) -> None:
+        """Let go of the runner and leave the job (and the machine) running."""
+
+    async def teardown(self) -> None:
+        """Release everything this runner created; must be safe to call at any point."""

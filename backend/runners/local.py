@@ -15,19 +15,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from backend.runners.base import Host, JobHandle, JobSpec, JobStatus, RunnerError
+from backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
 
 
-def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str) -> str:
+def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_path: str | None = None) -> str:
     """The bash wrapper that runs a job's commands and records its exit code.
 
     Every value is shell-quoted: commands run exactly as written, paths and
-    names execute nothing.
+    names execute nothing. With ``pid_path``, the wrapper first writes its own
+    pid (its session and process-group id when started with setsid) there.
     """
     q = shlex.quote
-    lines = [
-        "#!/usr/bin/env bash",
+    lines = ["#!/usr/bin/env bash"]
+    if pid_path is not None:
+        lines.append(f"printf '%s\\n' \"$$\" > {q(pid_path + '.tmp')} && mv -f {q(pid_path + '.tmp')} {q(pid_path)}")
+    lines += [
         f"exec >>{q(log_path)} 2>&1 </dev/null",
         "finish() {",
         f"  printf '%s\\n' \"$1\" > {q(exit_path + '.tmp')} && mv -f {q(exit_path + '.tmp')} {q(exit_path)}",
@@ -54,6 +58,19 @@ class LocalRunner:
         self.run_dir = Path(run_dir)
         self.workspace = self.run_dir / "workspace"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.notify: Notify | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"workspace": str(self.workspace)}
+
+    async def reattach(self, state: dict[str, Any]) -> Host:
+        return await self.provision()
+
+    async def forward(self, port: int) -> int:
+        return port  # the job runs here: 127.0.0.1 is the same machine
+
+    async def detach(self) -> None:
+        self._children.clear()  # the job runs on in its own session; nothing to close
 
     async def provision(self) -> Host:
         self.workspace.mkdir(parents=True, exist_ok=True)
