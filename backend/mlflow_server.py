@@ -4,27 +4,26 @@ A job on an SSH host or an EC2 instance cannot open this machine's SQLite
 store. When the tracking URI is local (``sqlite:`` or ``file:``) and the runner
 is remote, trainboard serves the same store over HTTP on 127.0.0.1 here and the
 runner forwards a port on *its* 127.0.0.1 to it through the SSH connection: the
-job logs to ``http://127.0.0.1:<port>`` there and nothing listens on a public
+job logs to ``http://127.0.0.1:<port>`` there, and nothing listens on a public
 address. trainboard itself keeps reading the store directly.
+
+The server is MLflow's own tracking app, served from a thread of this process
+(werkzeug, threaded): it starts in about a second once mlflow is imported
+(``mlflow server`` takes 5 to 10 s to start its own interpreters) and cannot
+outlive the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import threading
 from pathlib import Path
+from typing import Any
 
-from backend.tracking import TrackingError
+from backend.tracking import TrackingError, prefetch
 
 LOCAL_SCHEMES = ("sqlite:", "file:")
-START_TIMEOUT = 120.0  # seconds: the first start creates the store's tables
 
 
 def needs_forwarding(tracking_uri: str, runner_kind: str) -> bool:
@@ -32,60 +31,46 @@ def needs_forwarding(tracking_uri: str, runner_kind: str) -> bool:
     return runner_kind != "local" and tracking_uri.startswith(LOCAL_SCHEMES)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LocalTrackingServer:
-    """``mlflow server`` on 127.0.0.1, serving ``backend_uri``; stopped with its whole process group."""
+    """MLflow's tracking API for ``backend_uri`` on 127.0.0.1:<free port>, in a thread."""
 
-    def __init__(self, backend_uri: str, log_path: Path) -> None:
+    def __init__(self, backend_uri: str, artifact_root: Path) -> None:
         self.backend_uri = backend_uri
-        self.log_path = log_path
+        self.artifact_root = artifact_root
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.port = _free_port()
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
-               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          start_new_session=True, close_fds=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise TrackingError(f"the local MLflow server exited with code {self._proc.returncode}: "
-                                    f"see {self.log_path}")
-            if await asyncio.to_thread(self._healthy):
-                return
-            await asyncio.sleep(0.2)
-        await self.stop()
-        raise TrackingError(f"the local MLflow server did not answer within {START_TIMEOUT:.0f} s: see {self.log_path}")
-
-    def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
+            await asyncio.to_thread(self._start)
+        except Exception as exc:
+            raise TrackingError(f"could not start the local MLflow server: {type(exc).__name__}: {exc}") from exc
+
+    def _start(self) -> None:
+        prefetch().join()
+        # MLflow's server reads its store from these (as `mlflow server` sets them for its workers).
+        os.environ["_MLFLOW_SERVER_FILE_STORE"] = self.backend_uri
+        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = str(self.artifact_root)
+        from mlflow.server import app
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class QuietHandler(WSGIRequestHandler):
+            def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
+                pass  # a request log on stderr would draw over the dashboard
+
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+        self.port = int(self._server.server_port)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mlflow-server", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        server, self._server = self._server, None
+        if server is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        for _ in range(100):
-            if proc.poll() is not None:
-                return
-            await asyncio.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait)
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()

@@ -170,13 +170,19 @@ class Session:
 
     @property
     def can_detach(self) -> bool:
-        """Whether the training job is running (setup and finished jobs cannot be left).
+        """Whether the training job is running and can be left (see :attr:`detach_blocker`)."""
+        return not self.detach_blocker
 
-        Not when the job logs to MLflow through this session's own tracking
-        server and SSH forward: both end with the session.
-        """
-        return (self._job is not None and self._job.name == "job" and self._job_exit is None
-                and self._server is None)
+    @property
+    def detach_blocker(self) -> str:
+        """Why the session cannot detach now; "" when it can."""
+        if self._job is None or self._job.name != "job" or self._job_exit is not None:
+            return "only while the job trains: before that, and after, stop instead"
+        if self._server is not None:
+            # The job logs to MLflow through this session's server and SSH forward: both end with it.
+            return ("the job logs to MLflow through this session's SSH forward; "
+                    "to detach, use a tracking server both sides reach (mlflow.tracking_uri: http://...)")
+        return ""
 
     def detach(self) -> bool:
         """End this session and leave the job running; `trainboard attach RUN` comes back.
@@ -303,7 +309,7 @@ class Session:
             self._tracking_task = asyncio.create_task(self._open_tracking(mlflow_import))
             if needs_forwarding(uri, cfg.runner.kind):
                 # A remote job cannot open the local store: serve it here, forward it there.
-                self._server = LocalTrackingServer(uri, self.run_dir / "mlflow-server.log")
+                self._server = LocalTrackingServer(uri, self.root / ".trainboard" / "mlartifacts")
                 self._server_task = asyncio.create_task(self._server.start())
 
         async with self._stage(Stage.PROVISION):

@@ -351,9 +351,7 @@ class TrainboardApp(App[int]):
         """Why the dashboard cannot detach now; "" when it can."""
         if not self.running:
             return "the run has finished"
-        if not getattr(self.session, "can_detach", False):
-            return "only while the job trains: before that, and after, stop instead"
-        return ""
+        return str(getattr(self.session, "detach_blocker", ""))
 
     def action_detach(self) -> None:
         """Leave: the job keeps running and `trainboard attach RUN` comes back to it."""

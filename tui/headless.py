@@ -67,6 +67,8 @@ class HeadlessView:
                     self.console.print(verdict_text(comp))
             case ev.ReportWritten(path=path):
                 self._say(f"report: {path}", "bold")
+            case ev.CostUpdated(cost=cost, uptime=uptime, hourly_price=price, final=True):
+                self._say(f"  runner cost ${cost:.2f} ({format_seconds(uptime)} at ${price:.3f}/h)", "dim")
             case ev.Notice(message=message):
                 self._say(f"  {message}", "yellow")
             case ev.ErrorRaised(stage=stage, message=message):

@@ -25,6 +25,8 @@ _STATE_STYLES = {
     "provisioning": "$warning",
     "setting up": "$warning",
     "stopped": "$text-muted",
+    "reconnecting": "$error",
+    "interrupted": "$error",
 }
 # The fields named by the runner's details: (label, key).
 DETAIL_FIELDS = (
