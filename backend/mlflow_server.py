@@ -56,8 +56,16 @@ class LocalTrackingServer:
         # MLflow's server reads its store from these (as `mlflow server` sets them for its workers).
         os.environ["_MLFLOW_SERVER_FILE_STORE"] = self.backend_uri
         os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = str(self.artifact_root)
-        from mlflow.server import app
+        from mlflow.server import app, handlers
         from werkzeug.serving import WSGIRequestHandler, make_server
+
+        # The server module keeps its stores in module globals, made on first use: a
+        # second server in one process (tests, an attach after a run) must not get the
+        # first one's store. Reset them and make ours now, so a bad store fails here.
+        for name in ("_tracking_store", "_model_registry_store", "_job_store"):
+            if getattr(handlers, name, None) is not None:
+                setattr(handlers, name, None)
+        handlers._get_tracking_store(self.backend_uri, str(self.artifact_root))
 
         class QuietHandler(WSGIRequestHandler):
             def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002

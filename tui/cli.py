@@ -215,10 +215,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _reap(args: argparse.Namespace) -> int:
-    from backend.gitinfo import repo_root
     from backend.reap import reap
 
-    return reap(repo_root(Path.cwd()), args.region, args.dry_run, print)
+    return reap(_store().root, args.region, args.dry_run, print)
 
 
 if __name__ == "__main__":  # pragma: no cover

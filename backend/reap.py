@@ -1,0 +1,282 @@
+"""`trainboard reap`: find and delete the EC2 resources that runs left behind.
+
+Every resource the ec2 runner creates carries the tag ``trainboard:run-id`` (and
+``trainboard:owner``, ``trainboard:expires-at``). A tagged resource is an orphan when
+
+- its run is recorded here (``.trainboard/runs/<id>/record.json``) and is no longer
+  active: its status is neither "running" nor "detached", or it says "running" but
+  the trainboard process it names (``trainboard_pid``) is gone (a crashed run); or
+- its ``trainboard:expires-at`` time has passed, whatever the record says.
+
+A resource whose run is not recorded here and whose expiry has not passed is left
+alone: it may belong to a run on another machine (a CI job, a colleague). Resources
+without the ``trainboard:run-id`` tag are never looked at, let alone touched.
+
+Orphans are instances (not yet terminated), open or active spot requests, key pairs
+and security groups. Instances go first; a security group is deleted once the
+instances that used it are terminated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from backend.runners.base import RunnerError
+from backend.runners.ec2 import (
+    TAG_EXPIRES,
+    TAG_RUN,
+    aws_config,
+    aws_session,
+    error_code,
+    error_message,
+)
+from backend.store import RunStore
+
+ACTIVE = ("running", "detached")
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+TERMINATE_WAIT = 300.0  # seconds for orphan instances to terminate before their groups go
+GROUP_RETRY_WAIT = 120.0  # seconds of DependencyViolation retries per group
+OK, FAILED = 0, 3  # exit codes (backend.exitcodes: OK, INFRA_ERROR)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    kind: str  # "instance", "spot-request", "key-pair" or "security-group"
+    id: str  # instance id, spot request id, key pair name, group id
+    run_id: str
+    reason: str  # why it is an orphan, for people
+    name: str = ""  # the Name tag or group name, when there is one
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A tagged resource that is left alone, and why."""
+
+    kind: str
+    id: str
+    run_id: str
+    reason: str
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return True  # no usable pid: do not call the run crashed
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def verdict(tags: dict[str, str], runs: dict[str, dict[str, Any]], now: dt.datetime) -> tuple[bool, str] | None:
+    """(is an orphan, why) for a resource's tags; None when it is not trainboard's at all."""
+    run_id = tags.get(TAG_RUN)
+    if not run_id:
+        return None
+    expires = _parse_time(tags.get(TAG_EXPIRES))
+    if expires is not None and expires <= now:
+        return True, f"expired at {expires:%Y-%m-%dT%H:%M:%SZ}"
+    record = runs.get(run_id)
+    if record is None:
+        until = f" until {expires:%Y-%m-%dT%H:%M:%SZ}" if expires else ""
+        return False, f"run not recorded here, not expired{until}: may belong to another machine"
+    status = str(record.get("status") or "")
+    if status not in ACTIVE:
+        return True, f"run {status or 'without a status'}"
+    if status == "running" and not _pid_alive(record.get("trainboard_pid")):
+        return True, f"run crashed (trainboard pid {record.get('trainboard_pid')} is gone)"
+    return False, f"run {status}"
+
+
+def _tags(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or [] if "Key" in t}
+
+
+def _pages(ec2: Any, op: str, key: str, **params: Any) -> Iterable[dict[str, Any]]:
+    if ec2.can_paginate(op):
+        for page in ec2.get_paginator(op).paginate(**params):
+            yield from page.get(key, [])
+    else:
+        yield from getattr(ec2, op)(**params).get(key, [])
+
+
+def survey(ec2: Any, store: RunStore, now: dt.datetime) -> tuple[list[Orphan], list[Kept]]:
+    """Every resource tagged ``trainboard:run-id`` in the client's region: orphans, and those kept."""
+    runs = {r.run_id: r.data for r in store.all()}
+    tagged = [{"Name": "tag-key", "Values": [TAG_RUN]}]
+    found: list[tuple[str, str, str, dict[str, str]]] = []  # kind, id, name, tags
+    for reservation in _pages(ec2, "describe_instances", "Reservations",
+                              Filters=[*tagged, {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]):
+        for inst in reservation.get("Instances", []):
+            tags = _tags(inst)
+            found.append(("instance", inst["InstanceId"], tags.get("Name", ""), tags))
+    for req in _pages(ec2, "describe_spot_instance_requests", "SpotInstanceRequests",
+                      Filters=[*tagged, {"Name": "state", "Values": ["open", "active"]}]):
+        found.append(("spot-request", req["SpotInstanceRequestId"], "", _tags(req)))
+    for key in ec2.describe_key_pairs(Filters=tagged).get("KeyPairs", []):
+        found.append(("key-pair", key["KeyName"], key["KeyName"], _tags(key)))
+    for group in _pages(ec2, "describe_security_groups", "SecurityGroups", Filters=tagged):
+        found.append(("security-group", group["GroupId"], group.get("GroupName", ""), _tags(group)))
+    orphans: list[Orphan] = []
+    kept: list[Kept] = []
+    for kind, rid, name, tags in found:
+        decided = verdict(tags, runs, now)
+        if decided is None:
+            continue  # a filter gone wrong: only tagged resources are ever considered
+        orphan, reason = decided
+        if orphan:
+            orphans.append(Orphan(kind, rid, tags[TAG_RUN], reason, name))
+        else:
+            kept.append(Kept(kind, rid, tags[TAG_RUN], reason))
+    return orphans, kept
+
+
+def find_orphans(ec2_client: Any, store: RunStore, now: dt.datetime) -> list[Orphan]:
+    """The resources tagged ``trainboard:run-id`` whose run is over, crashed, or past its expiry.
+
+    Resources of runs not recorded in ``store`` are left out unless expired (they
+    may be another machine's); untagged or foreign-tagged ones are never included.
+    """
+    return survey(ec2_client, store, now)[0]
+
+
+def delete_orphans(ec2_client: Any, orphans: list[Orphan]) -> list[str]:
+    """Delete the orphans: instances (terminate), spot requests (cancel), key pairs, then
+    security groups once those instances are terminated. Returns a line per failure."""
+    ec2 = ec2_client
+    problems: list[str] = []
+    by_kind: dict[str, list[Orphan]] = {}
+    for orphan in orphans:
+        by_kind.setdefault(orphan.kind, []).append(orphan)
+    instances = [o.id for o in by_kind.get("instance", [])]
+    if instances:
+        try:
+            ec2.terminate_instances(InstanceIds=instances)
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) != "InvalidInstanceID.NotFound":
+                problems.append(f"terminating {', '.join(instances)}: {error_message(exc)}")
+                instances = []
+    requests = [o.id for o in by_kind.get("spot-request", [])]
+    if requests:
+        try:
+            ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=requests)
+        except (ClientError, BotoCoreError) as exc:
+            problems.append(f"cancelling spot requests {', '.join(requests)}: {error_message(exc)}")
+    for key in by_kind.get("key-pair", []):
+        try:
+            ec2.delete_key_pair(KeyName=key.id)
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) != "InvalidKeyPair.NotFound":
+                problems.append(f"key pair {key.id}: {error_message(exc)}")
+    groups = by_kind.get("security-group", [])
+    if groups and instances:
+        try:
+            _wait_terminated(ec2, instances)
+        except RunnerError as exc:
+            problems.append(str(exc))
+    for group in groups:
+        try:
+            _delete_group(ec2, group.id)
+        except RunnerError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _wait_terminated(ec2: Any, ids: list[str]) -> None:
+    delay, deadline = 0.5, time.monotonic() + TERMINATE_WAIT
+    while True:
+        try:
+            resp = ec2.describe_instances(InstanceIds=ids)
+        except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                return
+            raise RunnerError(f"instances {', '.join(ids)}: {error_message(exc)}") from None
+        states = [i["State"]["Name"] for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
+        if all(s == "terminated" for s in states):
+            return
+        if time.monotonic() > deadline:
+            raise RunnerError(f"instances {', '.join(ids)} not terminated after {TERMINATE_WAIT:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
+
+
+def _delete_group(ec2: Any, group_id: str) -> None:
+    delay, deadline = 1.0, time.monotonic() + GROUP_RETRY_WAIT
+    while True:
+        try:
+            ec2.delete_security_group(GroupId=group_id)
+            return
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc)
+            if code == "InvalidGroup.NotFound":
+                return
+            if code != "DependencyViolation" or time.monotonic() > deadline:
+                raise RunnerError(f"security group {group_id}: {error_message(exc)}") from None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 10.0)
+
+
+def reap(root: Path, region: str | None, dry_run: bool, echo: Callable[[str], None]) -> int:
+    """The `trainboard reap [--dry-run] [--region R]` command. ``root``: the .trainboard folder.
+
+    Prints a line per resource (deleted, or would be with ``dry_run``; and those
+    left alone, with why), then a summary. Returns 0, or 3 when AWS could not be
+    asked or something could not be deleted.
+    """
+    store = RunStore(Path(root))
+    try:
+        session = aws_session(region)
+        ec2 = session.client("ec2", config=aws_config())
+        where = session.region_name
+        orphans, kept = survey(ec2, store, dt.datetime.now(dt.UTC))
+    except RunnerError as exc:
+        echo(f"reap: {exc}")
+        return FAILED
+    except (ClientError, BotoCoreError) as exc:
+        echo(f"reap: could not list EC2 resources: {error_message(exc)}")
+        return FAILED
+    for item in kept:
+        echo(f"keep    {item.kind:<14} {item.id:<24} run {item.run_id}: {item.reason}")
+    verb = "would delete" if dry_run else "delete"
+    for orphan in orphans:
+        echo(f"{verb:<7} {orphan.kind:<14} {orphan.id:<24} run {orphan.run_id}: {orphan.reason}")
+    if dry_run:
+        echo(f"{len(orphans)} orphaned resource(s) in {where} would be deleted, {len(kept)} kept "
+             "(dry run: nothing was deleted)")
+        return OK
+    if not orphans:
+        echo(f"nothing to reap in {where} ({len(kept)} tagged resource(s) kept)")
+        return OK
+    problems = delete_orphans(ec2, orphans)
+    for problem in problems:
+        echo(f"problem: {problem}")
+    if problems:
+        echo(f"{len(orphans)} orphaned resource(s) in {where}: {len(problems)} problem(s) above, "
+             f"the rest deleted; {len(kept)} kept. Run `trainboard reap` again to retry.")
+        return FAILED
+    echo(f"{len(orphans)} orphaned resource(s) in {where} deleted, {len(kept)} kept")
+    return OK
