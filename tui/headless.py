@@ -47,8 +47,10 @@ class HeadlessView:
             case ev.RunStarted():
                 self._say(f"run {event.run_id} · branch {event.branch} @ {event.commit[:7] or '(none)'} "
                           f"· runner {event.runner_kind} · files in {event.run_dir}", "bold")
-            case ev.RunnerChanged(state=state, kind=kind, address=address):
-                self._say(f"  runner {kind}: {state}" + (f" ({address})" if address else ""), "dim")
+            case ev.RunnerChanged(state=state, kind=kind, address=address, details=details):
+                step = dict(details).get("step", "")
+                self._say(f"  runner {kind}: {state}" + (f": {step}" if step else "")
+                          + (f" ({address})" if address else ""), "dim")
             case ev.TrackingReady():
                 self._say(f"  mlflow run {event.mlflow_run_id} in {event.experiment!r}", "dim")
             case ev.BaselineFound(branch=branch, mlflow_run_id=run_id):
