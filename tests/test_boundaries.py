@@ -20,6 +20,9 @@ from tests.conftest import ROOT
 BACKEND = ROOT / "backend"
 UI = {"textual", "tui"}
 HEAVY = {"mlflow", "torch", "transformers", "textual", "matplotlib"}
+# The remote runners' clients: loaded by the modules that use them, never by --help or the session.
+REMOTE = {"asyncssh", "boto3", "botocore"}
+REMOTE_USERS = {"backend.runners.ssh", "backend.runners.ec2", "backend.reap"}
 
 
 def backend_modules() -> list[str]:
@@ -57,6 +60,8 @@ def test_backend_module_imports_without_ui_or_heavy_packages(module: str) -> Non
     assert "backend" in loaded  # the probe did import something
     assert loaded & UI == set(), f"importing {module} loads the UI: {sorted(loaded & UI)}"
     assert loaded & HEAVY == set(), f"importing {module} loads {sorted(loaded & HEAVY)}"
+    if module not in REMOTE_USERS:
+        assert loaded & REMOTE == set(), f"importing {module} loads {sorted(loaded & REMOTE)}"
 
 
 def test_session_and_tracking_import_without_mlflow() -> None:
@@ -84,12 +89,12 @@ def _imported_by_help(args: list[str]) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["run", "--help"], []], ids=["help", "run-help", "bare"]
+    "args", [["--help"], ["run", "--help"], ["reap", "--help"], []], ids=["help", "run-help", "reap-help", "bare"]
 )
 def test_cli_help_loads_no_heavy_package(args: list[str]) -> None:
     loaded = _imported_by_help(args)
     assert "argparse" in loaded  # -X importtime did report the imports
-    heavy = sorted(loaded & HEAVY)
+    heavy = sorted(loaded & (HEAVY | REMOTE))
     assert heavy == [], f"`trainboard {' '.join(args)}` imports {heavy}"
 
 
@@ -102,7 +107,7 @@ def test_cli_main_help_in_process_loads_no_heavy_package() -> None:
     )
     loaded = loaded_after(code)
     assert "tui" in loaded
-    assert loaded & HEAVY == set(), sorted(loaded & HEAVY)
+    assert loaded & (HEAVY | REMOTE) == set(), sorted(loaded & (HEAVY | REMOTE))
 
 
 def _imports(tree: ast.AST) -> list[tuple[int, str]]:
