@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -154,6 +155,7 @@ class Session:
         self._ready_at: float | None = None
         self._hourly_price: float | None = None
         self._cost_task: asyncio.Task[None] | None = None
+        self._runner_state = ""  # the runner's last state as the views show it
 
     # ------------------------------------------------------------------ API for views
 
@@ -315,7 +317,7 @@ class Session:
         async with self._stage(Stage.PROVISION):
             self._publish(ev.RunnerChanged(state="provisioning", kind=cfg.runner.kind))
             self.runner = make_runner(cfg.runner, self.run_dir, self.run_id)
-            self.runner.notify = self._publish
+            self.runner.notify = self._runner_event
             try:
                 host = await self.runner.provision()
             finally:  # what was created so far, for teardown, attach and reap
@@ -348,6 +350,13 @@ class Session:
             handle = await self._start(self._spec("job", (cfg.job.command,), env))
             code = await self._train(handle)
         return await self._finish(code)
+
+    def _runner_event(self, event: ev.Event) -> None:
+        """What a runner reports: once ready, its "ready" after a reconnect means back to
+        what it was doing (training, setting up), which the views keep showing."""
+        if isinstance(event, ev.RunnerChanged) and event.state == "ready" and self._ready_at is not None:
+            event = dataclasses.replace(event, state=self._runner_state, at=time.time())
+        self._publish(event)
 
     def _runner_ready(self, host: Host, at: float | None = None) -> None:
         assert self.runner is not None and self.record is not None
@@ -458,7 +467,7 @@ class Session:
             raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
         kind = self.config.runner.kind
         runner = make_runner(self.config.runner, self.run_dir, self.run_id)
-        runner.notify = self._publish
+        runner.notify = self._runner_event
         recorded = record.get("runner") or {}
         self._publish(ev.RunnerChanged(state="reconnecting", kind=kind, address=recorded.get("address", "")))
         # Not self.runner until it answers: a runner we cannot reach is left as it is
@@ -835,4 +844,6 @@ class Session:
         self._publish(ev.ErrorRaised(stage, message))
 
     def _publish(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunnerChanged) and event.state != "reconnecting":
+            self._runner_state = event.state
         self.bus.publish(event)

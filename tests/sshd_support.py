@@ -144,7 +144,8 @@ def start_sshd(workdir: Path, *, host_key: Path | None = None, authorized_keys: 
     else:
         # sshd refuses a host key readable by others: serve a private copy.
         copy = workdir / "ssh_host_key"
-        shutil.copyfile(host_key, copy)
+        if Path(host_key).resolve() != copy.resolve():
+            shutil.copyfile(host_key, copy)
         os.chmod(copy, 0o600)
         host_key = copy
     host_key_pub = _public_line(host_key)

@@ -410,3 +410,26 @@ async def test_letting_go_is_safe_at_any_point(sshd: Sshd, tmp_path: Path) -> No
     await runner.provision()
     await runner.teardown()
     await runner.teardown()
+
+
+async def test_an_sshd_with_a_given_host_key_and_authorized_key(tmp_path: Path) -> None:
+    """What the ec2 runner's tests do: the host key and the login key are their own."""
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key.write_private_key(str(tmp_path / "host_key"))
+    login_key = asyncssh.generate_private_key("ssh-ed25519")
+    login_key.write_private_key(str(tmp_path / "login_key"))
+    server = sshd_support.start_sshd(tmp_path / "sshd", host_key=tmp_path / "host_key",
+                                     authorized_keys=[login_key.export_public_key().decode()])
+    try:
+        host_pub = host_key.export_public_key().decode().strip()
+        assert server.host_key_pub == " ".join(host_pub.split()[:2])
+        (tmp_path / "ssh_config").touch()
+        runner = SshRunner(SshTarget(host="127.0.0.1", port=server.port, user=server.user,
+                                     client_keys=[str(tmp_path / "login_key")], host_keys=[host_pub],
+                                     config_path=str(tmp_path / "ssh_config")),
+                           tmp_path / "run", "run1", remote_dir=str(tmp_path / "remote"))
+        await runner.wait_ready(10)
+        assert (await runner.provision()).address == f"{server.user}@127.0.0.1:{server.port}"
+        await runner.teardown()
+    finally:
+        server.stop()

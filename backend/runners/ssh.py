@@ -521,6 +521,7 @@ class SshRunner:
         except (KeyError, TypeError) as exc:
             raise RunnerError(f"the run record has no usable ssh runner state ({exc})") from exc
         self.remote_dir = str(state.get("remote_dir", self.remote_dir))
+        self.run_id = str(state.get("run_id", self.run_id))
         self.details = tuple((str(k), str(v)) for k, v in state.get("details") or ())
         self._kwargs = None
         self._drop_connection()
@@ -820,7 +821,10 @@ class SshRunner:
             return False
         if status != 0:
             raise RunnerError(f"could not fetch {relpath} from {self._address}: {_text(err).strip()}")
-        await asyncio.to_thread(_unpack_one, out, base, Path(dest))
+        try:
+            await asyncio.to_thread(_unpack_one, out, base, Path(dest))
+        except (tarfile.TarError, OSError) as exc:
+            raise RunnerError(f"could not unpack {relpath} from {self._address} into {dest}: {exc}") from exc
         return True
 
     # -- port forwarding ------------------------------------------------------------------------------------------
