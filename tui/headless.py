@@ -58,9 +58,11 @@ class HeadlessView:
                 self._say(f"  {text}", "dim")
             case ev.MetricPoints(points=points):
                 points = tuple(p for p in points if self.follow is None or p.key in self.follow)
-                if points:
-                    shown = ", ".join(f"{p.key}={p.value:.4f}" for p in points)
-                    self._say(f"  metrics @ step {points[-1].step}: {shown}", "magenta")
+                by_step: dict[int, list[str]] = {}
+                for p in points:  # a poll can bring several steps: one line each
+                    by_step.setdefault(p.step, []).append(f"{p.key}={p.value:.4f}")
+                for step in sorted(by_step):
+                    self._say(f"  metrics @ step {step}: {', '.join(sorted(by_step[step]))}", "magenta")
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):
