@@ -23,7 +23,7 @@ def recompare(record: RunRecord) -> Comparison:
     tracking = Tracking(mlflow["tracking_uri"], mlflow["experiment"])
     try:
         after, _ = tracking.run_metrics(run_id)
-        base = tracking.baseline(config.compare.base, exclude_run_id=run_id)
+        base = tracking.baseline(config.compare.base, exclude_run_id=run_id, keys=list(config.metrics))
     except TrackingError as exc:
         raise RecompareError(str(exc)) from exc
     label = base.label(config.compare.base) if base else ""

@@ -482,7 +482,7 @@ class Session:
         if self.tracking is not None:
             try:
                 self.baseline = await asyncio.to_thread(
-                    self.tracking.baseline, self.config.compare.base, self.mlflow_run_id
+                    self.tracking.baseline, self.config.compare.base, self.mlflow_run_id, list(self.config.metrics)
                 )
             except TrackingError as exc:
                 self._publish(ev.Notice(f"baseline unavailable: {exc}"))
@@ -583,7 +583,8 @@ class Session:
             "trainboard.dirty": str(self.git.dirty).lower(),
             "trainboard.runner": self.config.runner.kind,
         }
-        self.baseline = await asyncio.to_thread(self.tracking.baseline, self.config.compare.base)
+        self.baseline = await asyncio.to_thread(self.tracking.baseline, self.config.compare.base, None,
+                                                list(self.config.metrics))
         self.mlflow_run_id = await asyncio.to_thread(
             self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags, self.config.params
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,8 +193,10 @@ class Tracking:
         except Exception as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
 
-    def baseline(self, branch: str, exclude_run_id: str | None = None) -> Baseline | None:
-        """The latest finished run of ``branch`` in the experiment, or None."""
+    def baseline(self, branch: str, exclude_run_id: str | None = None, keys: Iterable[str] = ()) -> Baseline | None:
+        """The latest finished run of ``branch`` in the experiment that logged any of ``keys``
+        (a finished run with none of the followed metrics compares with nothing), or None."""
+        wanted = set(keys)
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
             return None
@@ -203,12 +206,12 @@ class Tracking:
                 [experiment_id],
                 filter_string=f"tags.`{BRANCH_TAG}` = '{quoted}' and attributes.status = 'FINISHED'",
                 order_by=["attributes.end_time DESC"],
-                max_results=5,
+                max_results=20,
             )
         except Exception as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
         for run in runs:
-            if run.info.run_id == exclude_run_id:
+            if run.info.run_id == exclude_run_id or (wanted and not wanted & set(run.data.metrics)):
                 continue
             return Baseline(
                 mlflow_run_id=run.info.run_id,

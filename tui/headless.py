@@ -61,8 +61,8 @@ class HeadlessView:
                 by_step: dict[int, list[str]] = {}
                 for p in points:  # a poll can bring several steps: one line each
                     by_step.setdefault(p.step, []).append(f"{p.key}={p.value:.4f}")
-                for step in sorted(by_step):
-                    self._say(f"  metrics @ step {step}: {', '.join(sorted(by_step[step]))}", "magenta")
+                for number in sorted(by_step):
+                    self._say(f"  metrics @ step {number}: {', '.join(sorted(by_step[number]))}", "magenta")
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):

@@ -44,7 +44,10 @@ def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_p
     ]
     for command in spec.commands:
         lines.append(f"printf '%s\\n' {q('$ ' + command)}")
-        lines.append(f"bash -c {q(command)} & wait $!; rc=$?")
+        # --norc: over SSH, bash would source ~/.bashrc again for each command (SSH_CLIENT is
+        # set) and undo job.env (pyenv or conda init prepending PATH); the wrapper already
+        # has the login environment, with job.env exported on top of it.
+        lines.append(f"bash --norc -c {q(command)} & wait $!; rc=$?")
         if spec.stop_on_error:
             lines.append('[ "$rc" -eq 0 ] || finish "$rc"')
     lines.append('finish "$rc"')

@@ -267,6 +267,9 @@ class SshRunner:
             if not os.path.isfile(t.config_path):
                 raise RunnerError(f"ssh config file {t.config_path} does not exist")
             kwargs["config"] = [t.config_path]
+        elif os.access(default_config := os.path.expanduser("~/.ssh/config"), os.R_OK):
+            # Named explicitly: building the options by hand does not read the default file.
+            kwargs["config"] = [default_config]
         if t.port is not None:
             kwargs["port"] = t.port
         if t.user:
