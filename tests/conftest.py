@@ -122,10 +122,13 @@ def trainboard_cmd() -> list[str]:
     return [sys.executable, "-m", "tui.cli"]
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("GITHUB_ACTIONS", None)
-    env["PYTHONPATH"] = str(ROOT)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None,
+            **kw) -> subprocess.CompletedProcess[str]:
+    """`trainboard ARGS` in ``cwd``; ``env`` adds to (or replaces values of) this environment."""
+    full = dict(os.environ)
+    full.pop("GITHUB_ACTIONS", None)
+    full["PYTHONPATH"] = str(ROOT)
+    full.update(env or {})
     return subprocess.run(
-        [*trainboard_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw
+        [*trainboard_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full, **kw
     )

@@ -172,3 +172,25 @@ async def test_a_forwarded_tracking_store_cannot_be_detached_and_says_why(ssh_re
     session.subscribe(on_event)
     assert await asyncio.wait_for(session.run(), 120) is ExitCode.OK
     assert answers and answers[0][0] is False and "SSH forward" in answers[0][1]
+
+
+def test_host_port_user_key_and_known_hosts_come_from_the_users_ssh_config(ssh_repo: Path, sshd: Sshd,  # noqa: F811
+                                                                           tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host gpu-box\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n  UserKnownHostsFile {sshd.known_hosts}\n")
+    config = yaml.safe_load((ssh_repo / "tb.yaml").read_text())
+    config["runner"] = {"kind": "ssh", "host": "gpu-box", "remote_dir": str(tmp_path / "remote")}
+    (ssh_repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    git(ssh_repo, "commit", "-qam", "alias")
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=ssh_repo, env={"HOME": str(home)})
+    assert proc.returncode == ExitCode.OK, proc.stdout[-3000:] + proc.stderr
+    assert f"runner ssh: ready ({sshd.user}@127.0.0.1:{sshd.port})" in proc.stdout
+    # Without the alias's known_hosts entry the host is refused, with the command that adds it.
+    (home / ".ssh" / "config").write_text((home / ".ssh" / "config").read_text().replace(
+        f"  UserKnownHostsFile {sshd.known_hosts}\n", f"  UserKnownHostsFile {home / 'empty_known_hosts'}\n"))
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=ssh_repo, env={"HOME": str(home)})
+    assert proc.returncode == ExitCode.INFRA_ERROR
+    assert "host key" in proc.stderr and "is unknown" in proc.stderr and "ssh-keyscan -p" in proc.stderr

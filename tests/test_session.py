@@ -297,3 +297,16 @@ def test_attach_to_a_finished_run_shows_it_and_changes_nothing(tiny_repo: Path) 
     (after,) = records(tiny_repo)
     assert after == before
     assert run_cli(["attach", "nope", "--no-tui"], cwd=tiny_repo).returncode == ExitCode.CONFIG_ERROR
+
+
+def test_a_finished_run_without_the_followed_metrics_is_no_baseline(tiny_repo: Path) -> None:
+    empty = run_cli(["run", "tb.yaml", "--no-tui", "--set", "job.command=python -c pass",
+                     "--set", "job.outputs=[]"], cwd=tiny_repo)
+    # A gated metric the job did not log fails the gate, but the MLflow run itself FINISHED.
+    assert empty.returncode == ExitCode.GATE_FAILED and "not logged by the job" in empty.stdout
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=tiny_repo)
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    assert "baseline: none yet on main" in proc.stdout
+    third = run_cli(["run", "tb.yaml", "--no-tui"], cwd=tiny_repo)
+    (_, second, _) = records(tiny_repo)
+    assert f"(run {second['run_id']})" in third.stdout  # the run with metrics is the baseline
