@@ -167,3 +167,22 @@ def test_reap_deletes_the_orphans_and_keeps_the_rest(aws: Aws, tmp_path: Path) -
     # Again: nothing left to do.
     assert find_orphans(world.ec2, world.store, dt.datetime.now(dt.UTC)) == []
     assert delete_orphans(world.ec2, []) == []
+
+
+def test_the_reap_command_dry_run_then_delete(aws: Aws, tmp_path: Path) -> None:
+    from backend.exitcodes import ExitCode
+    from tests.conftest import git, run_cli
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    world = World(aws, repo / ".trainboard").plant()
+    before = world.exists()
+    dry = run_cli(["reap", "--dry-run", "--region", "us-east-1"], cwd=repo)
+    assert dry.returncode == ExitCode.OK, dry.stdout + dry.stderr
+    assert world.exists() == before
+    assert f"{len(world.orphans)} orphaned resource(s) in us-east-1 would be deleted" in dry.stdout
+    real = run_cli(["reap", "--region", "us-east-1"], cwd=repo)
+    assert real.returncode == ExitCode.OK, real.stdout + real.stderr
+    left = world.exists()
+    assert not left & world.orphans and world.kept | world.untouchable <= left
