@@ -620,6 +620,10 @@ class Session:
                 if rest:
                     self._publish(ev.LogLines(source, tuple(self.redact.lines(rest)), splitter.offset))
                 if self._interruption:
+                    if source == "job":
+                        self._job_exit = status.exit_code
+                        if self.record is not None:
+                            self.record.update(job_exit_code=status.exit_code)
                     raise RunnerError(f"the {source} was stopped by an interruption of the runner "
                                       f"(exit code {status.exit_code}): {self._interruption}")
                 if status.exit_code is None:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,23 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str
     return subprocess.run(
         [*trainboard_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full, **kw
     )
+
+
+def interrupt_run(repo: Path, overrides: list[str], marker: str, sig: int,
+                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`trainboard run tb.yaml --no-tui` with ``overrides``, sent ``sig`` once a line starts with ``marker``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("GITHUB_ACTIONS", None)
+    args = [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", *args],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(marker) or time.monotonic() > deadline:
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)

@@ -38,7 +38,7 @@ from tests.sshd_support import free_port
 moto_server = aws_support.moto_server  # fixtures
 aws = aws_support.aws
 
-NOTHING = {"instances": [], "key_pairs": [], "security_groups": []}
+NOTHING: dict[str, list[str]] = {"instances": [], "key_pairs": [], "security_groups": []}
 MARKER_TIMEOUT = 90.0  # seconds to wait for the line a test acts on
 EXIT_TIMEOUT = 90.0  # seconds from the signal to the CLI's exit (teardown included)
 
@@ -135,6 +135,26 @@ def run_processes(run_id: str) -> list[str]:
             continue  # gone meanwhile
         if run_id in args or run_id in cwd:
             found.append(f"{entry.name} {args} (in {cwd})")
+    return found
+
+
+def wait_process(matches: Callable[[str], bool], cli: Cli, timeout: float = 30.0) -> None:
+    """Until a live process here has a command line that ``matches``."""
+    deadline = time.monotonic() + timeout
+    while not any(matches(args) for args in live_commands()):
+        assert cli.proc.poll() is None, f"the CLI exited first:\n{cli.output[-4000:]}"
+        assert time.monotonic() < deadline, f"no such process within {timeout} s:\n{cli.output[-4000:]}"
+        time.sleep(0.02)
+
+
+def live_commands() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip())
+            except OSError:
+                continue
     return found
 
 
@@ -265,34 +285,38 @@ BIG_SYNC_MB = 48  # an untracked (not ignored) file: building and sending its ta
 BIG_OUTPUT_MB = 200  # a job output: fetching it back takes a moment
 
 
-def _provision(ec2: Ec2Setup) -> tuple[Cli, str]:
+def _provision(ec2: Ec2Setup) -> Cli:
     ec2.emulate(mode="never")  # an instance whose SSH never answers: provision waits for it
     cli = ec2.run()
-    # The progress line that carries the instance's address: launched, now waiting for SSH.
-    return cli, cli.wait_for(lambda line: line.startswith("  runner ec2: provisioning ("))
+    # The progress line of the last step: launched, running, now waiting for SSH (forever).
+    cli.wait_for(lambda line: line.startswith("  runner ec2: provisioning") and "waiting for SSH" in line)
+    return cli
 
 
-def _sync(ec2: Ec2Setup) -> tuple[Cli, str]:
+def _sync(ec2: Ec2Setup) -> Cli:
     with open(ec2.repo / "data.bin", "wb") as fh:
         fh.write(os.urandom(BIG_SYNC_MB << 20))  # incompressible
     ec2.emulate()
     cli = ec2.run()
-    return cli, cli.wait_for(lambda line: line == "… sync running")
+    cli.wait_for(lambda line: line == "… sync running")  # the tar of the code takes a second to build
+    return cli
 
 
-def _setup(ec2: Ec2Setup) -> tuple[Cli, str]:
+def _setup(ec2: Ec2Setup) -> Cli:
     ec2.emulate()
     cli = ec2.run("job.setup=['echo setting-up; sleep 60']")
-    return cli, cli.wait_for(lambda line: line == "setting-up")
+    cli.wait_for(lambda line: line == "setting-up")
+    return cli
 
 
-def _train(ec2: Ec2Setup) -> tuple[Cli, str]:
+def _train(ec2: Ec2Setup) -> Cli:
     ec2.emulate()
     cli = ec2.run("params.sleep=60")
-    return cli, cli.wait_for(lambda line: line.startswith("epoch 1"))
+    cli.wait_for(lambda line: line.startswith("epoch 1"))
+    return cli
 
 
-def _collect(ec2: Ec2Setup) -> tuple[Cli, str]:
+def _collect(ec2: Ec2Setup) -> Cli:
     def big_output(config: dict[str, Any]) -> None:
         size = BIG_OUTPUT_MB << 20
         config["job"]["command"] += f" && {sys.executable} -c \"open('big.bin', 'wb').truncate({size})\""
@@ -301,7 +325,10 @@ def _collect(ec2: Ec2Setup) -> tuple[Cli, str]:
     ec2.configure(big_output, "a big output")
     ec2.emulate()
     cli = ec2.run()
-    return cli, cli.wait_for(lambda line: line == "… collect running")
+    cli.wait_for(lambda line: line == "… collect running")
+    # Then the fetch itself: the "instance" side of it, tar streaming big.bin back, is running.
+    wait_process(lambda args: args == "tar -cf - -- big.bin", cli)
+    return cli
 
 
 STAGE_RUNS = {"provision": _provision, "sync": _sync, "setup": _setup, "train": _train, "collect": _collect}
@@ -313,7 +340,7 @@ RECORD_STAGE = {"provision": "provision", "sync": "sync", "setup": "sync", "trai
 @pytest.mark.parametrize("stage", list(STAGE_RUNS))
 def test_a_signal_in_each_stage_tears_the_instance_down(ec2: Ec2Setup, aws: Aws, stage: str,
                                                        sig: signal.Signals) -> None:
-    cli, _ = STAGE_RUNS[stage](ec2)
+    cli = STAGE_RUNS[stage](ec2)
     cli.proc.send_signal(sig)
     code = cli.finish()
     out = cli.output
@@ -332,10 +359,14 @@ def test_a_signal_in_each_stage_tears_the_instance_down(ec2: Ec2Setup, aws: Aws,
     jobs = {"provision": set(), "sync": set(), "setup": {"setup"}, "train": {"setup", "job"},
             "collect": {"setup", "job"}}[stage]
     assert {name for name in ("setup", "job") if name in record} == jobs, record.keys()
-    if stage == "collect":
+    if stage in ("provision", "sync"):  # the code never arrived whole (params.yaml is the tar's last member)
+        assert not (ec2.tmp / "remote" / run_id / "workspace" / "params.yaml").exists()
+    if stage == "collect":  # the job had ended well; its big output never arrived
         assert record["job_exit_code"] == 0
-    # An instance was launched, and teardown ended it and deleted everything else.
-    assert record["runner"]["state"].get("instance_id"), record["runner"]
+        assert not (ec2.repo / ".trainboard" / "runs" / run_id / "big.bin").exists()
+    # An instance was launched (and ran, with an address), and teardown ended it and deleted everything else.
+    state = record["runner"]["state"]
+    assert state.get("instance_id") and state.get("address"), record["runner"]
     assert_nothing_left(aws, run_id)
 
 
@@ -357,6 +388,7 @@ def test_a_spot_interruption_during_training_is_an_infrastructure_error(ec2: Ec2
     assert code == ExitCode.INFRA_ERROR, out[-4000:]
     record = ec2.record()
     assert record["status"] == "error" and record["stages"]["train"]["state"] == "failed"
+    assert record["job_exit_code"] == 143  # the watchdog's SIGTERM, recorded
     assert record["runner"]["details"]["market"] == "spot"
     messages = [e["message"] for e in record.get("errors", [])]
     assert any("interruption" in m and notice in m for m in messages), messages

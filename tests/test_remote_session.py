@@ -4,7 +4,6 @@ MLflow on SQLite here served to the job through an SSH port forward."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from backend.exitcodes import ExitCode
-from tests.conftest import ROOT, git, run_cli
+from tests.conftest import git, interrupt_run, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 
 
@@ -74,18 +73,8 @@ def test_ssh_run_end_to_end_logs_metrics_through_the_forwarded_tracking_server(s
 def test_signal_on_the_ssh_runner_kills_the_remote_job(ssh_repo: Path, sig: signal.Signals, stage: str) -> None:
     overrides = ["params.sleep=60"] if stage == "train" else ["job.setup=['echo setting-up; sleep 60']"]
     marker = "epoch 1" if stage == "train" else "setting-up"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", *args],
-                            cwd=ssh_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith(marker) or time.monotonic() > deadline:
-            break
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == ExitCode.INTERRUPTED, out + err
+    proc = interrupt_run(ssh_repo, overrides, marker, sig)
+    assert proc.returncode == ExitCode.INTERRUPTED, proc.stdout + proc.stderr
     (record,) = records(ssh_repo)
     assert record["status"] == "cancelled" and record["stages"]["teardown"]["state"] == "done"
     time.sleep(0.3)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
 from backend.tracking import Tracking
-from tests.conftest import ROOT, TINY_CONFIG, git, run_cli
+from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_cli
 
 
 def records(repo: Path) -> list[dict]:
@@ -152,18 +150,8 @@ def test_job_timeout_stops_the_job(tiny_repo: Path) -> None:
 def test_signal_tears_down_and_leaves_no_job(tiny_repo: Path, sig: signal.Signals, stage: str) -> None:
     overrides = ["params.sleep=60"] if stage == "train" else ["job.setup=['echo setting-up; sleep 60']"]
     marker = "epoch 1" if stage == "train" else "setting-up"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", *args],
-                            cwd=tiny_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith(marker) or time.monotonic() > deadline:
-            break
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == ExitCode.INTERRUPTED, out + err
+    proc = interrupt_run(tiny_repo, overrides, marker, sig)
+    assert proc.returncode == ExitCode.INTERRUPTED, proc.stdout + proc.stderr
     (record,) = records(tiny_repo)
     assert record["status"] == "cancelled" and record["exit_code"] == 130
     assert record["stages"]["teardown"]["state"] == "done"
