@@ -462,6 +462,9 @@ class Session:
     async def _attached(self, record: RunRecord) -> ExitCode:
         """Follow a recorded job that was left running, then finish the run as usual."""
         self._restore(record)
+        # The points the first session saw are on disk: show them, and poll only for newer ones.
+        known = read_metric_history(self.run_dir)
+        self._cursor.newer(known)
         job = record.get("job")
         if not job:
             raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
@@ -487,6 +490,7 @@ class Session:
             except TrackingError as exc:
                 self._publish(ev.Notice(f"baseline unavailable: {exc}"))
             self._publish_baseline()
+        self._accept(known, persist=False)
         began = ((record.get("stages") or {}).get(Stage.TRAIN.value) or {}).get("started_at")
         async with self._stage(Stage.TRAIN, began=began):
             self._publish(ev.RunnerChanged(state="training", kind=kind))
