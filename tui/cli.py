@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
     comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
 
+    init = sub.add_parser("init", help="write a GitHub Actions workflow that runs trainboard in CI",
+                          description="Write .github/workflows/trainboard.yml: on push, pull request, daily and "
+                          "by hand, install trainboard and run `trainboard run CONFIG --no-tui`, with AWS through "
+                          "an OIDC role or secrets and the least permissions the run needs.")
+    init.add_argument("--config", default="sample_params.yaml", help="the run's config (default: %(default)s)")
+    init.add_argument("--install", default="trainboard",
+                      help="what `pip install` gets in CI, e.g. a git URL or '-e .[train]' (default: %(default)s)")
+    init.add_argument("--force", action="store_true", help="replace an existing workflow file")
+
     reap = sub.add_parser("reap", help="delete cloud resources left by runs that ended or expired",
                           description="Find every EC2 instance, key pair and security group tagged by trainboard "
                           "whose run is no longer active here, or whose expiry time has passed, and delete it. "
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args)
     if args.command == "reap":
         return _reap(args)
+    if args.command == "init":
+        return _init(args)
     parser.print_help()
     return 0
 
@@ -212,6 +223,36 @@ def _compare(args: argparse.Namespace) -> int:
     console.print(comparison_table(comparison))
     console.print(verdict_text(comparison))
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
+
+
+def _init(args: argparse.Namespace) -> int:
+    import shlex
+
+    from backend.ci import write_workflow
+    from backend.exitcodes import ExitCode
+    from backend.gitinfo import repo_root
+
+    root = repo_root(Path.cwd())
+    if not (root / args.config).is_file():
+        print(f"error: --config {args.config}: no such file in {root}\n"
+              "  fix: name the config CI should run, relative to the repository root", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    from backend.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(root / args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    try:
+        path = write_workflow(root, shlex.quote(args.config), args.install, force=args.force,
+                              base=loaded.config.compare.base)
+    except FileExistsError as exc:
+        print(f"error: {exc} exists\n  fix: pass --force to replace it", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    print(f"wrote {path.relative_to(root)}: commit it, then set the repository variable AWS_ROLE_ARN "
+          "(or the secrets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) if the run needs AWS")
+    return ExitCode.OK
 
 
 def _reap(args: argparse.Namespace) -> int:

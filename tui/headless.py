@@ -2,6 +2,8 @@
 
 On a terminal it is coloured; otherwise plain lines. The job's log goes to
 stdout as it arrives; errors go to stderr. The exit code is an ExitCode.
+Under GitHub Actions each stage is a collapsible group, errors are
+annotations, and the report goes to the job's summary page.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TextIO
 
 from rich.console import Console
 
+from backend import ci
 from backend import events as ev
 from backend.events import StageState
 from backend.exitcodes import ExitCode
@@ -26,9 +29,13 @@ class HeadlessView:
     """Prints every event of a session; holds no run logic."""
 
     def __init__(
-        self, out: TextIO | None = None, err: TextIO | None = None, follow: set[str] | None = None
+        self, out: TextIO | None = None, err: TextIO | None = None, follow: set[str] | None = None,
+        github_actions: bool = False,
     ) -> None:
         self.follow = follow  # metric keys to print; None prints every key the job logs
+        self.github_actions = github_actions
+        self._group_open = False
+        self._report = ""
         self.out = out or sys.stdout
         tty = self.out.isatty()
         self.console = Console(file=self.out, highlight=False, soft_wrap=True, force_terminal=tty,
@@ -43,7 +50,13 @@ class HeadlessView:
                 took = f" ({format_seconds(elapsed)})" if state in (StageState.DONE, StageState.FAILED) else ""
                 extra = f": {detail}" if detail else ""
                 style = "red" if state is StageState.FAILED else "cyan"
+                if self.github_actions and state is StageState.RUNNING:
+                    self._end_group()
+                    self._raw(ci.group(f"trainboard: {stage.value}"))
+                    self._group_open = True
                 self._say(f"{_MARK.get(state, ' ')} {stage.value} {state.value}{took}{extra}", style)
+                if self.github_actions and state is not StageState.RUNNING:
+                    self._end_group()
             case ev.RunStarted():
                 self._say(f"run {event.run_id} · branch {event.branch} @ {event.commit[:7] or '(none)'} "
                           f"· runner {event.runner_kind} · files in {event.run_dir}", "bold")
@@ -69,8 +82,11 @@ class HeadlessView:
                 if comp.final:
                     self.console.print(comparison_table(comp))
                     self.console.print(verdict_text(comp))
+                    if self.github_actions and not comp.passed:
+                        self._raw(ci.error(comp.verdict, "trainboard: gate"))
             case ev.ReportWritten(path=path):
                 self._say(f"report: {path}", "bold")
+                self._report = path
             case ev.CostUpdated(cost=cost, uptime=uptime, hourly_price=price, final=True):
                 self._say(f"  runner cost ${cost:.2f} ({format_seconds(uptime)} at ${price:.3f}/h)", "dim")
             case ev.Notice(message=message):
@@ -78,17 +94,46 @@ class HeadlessView:
             case ev.ErrorRaised(stage=stage, message=message):
                 where = f"{stage.value}: " if stage else ""
                 self.err.print(f"error: {where}{message}", style="bold red", markup=False)
+                if self.github_actions:
+                    self._raw(ci.error(message, f"trainboard: {stage.value}" if stage else "trainboard"))
             case ev.RunFinished(outcome=outcome, status=status, duration=duration):
                 name = ExitCode(outcome).name
+                self._end_group()
                 self._say(f"finished: {status} in {format_seconds(duration)} (exit {outcome}, {name})", "bold")
+                if self.github_actions:
+                    self._summarise(status, outcome)
         self.out.flush()
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False)
 
+    def _raw(self, line: str) -> None:
+        """A workflow command: a line of its own on stdout, never wrapped or styled."""
+        self.out.write(line + "\n")
+
+    def _end_group(self) -> None:
+        if self._group_open:
+            self._raw(ci.endgroup())
+            self._group_open = False
+
+    def _summarise(self, status: str, outcome: int) -> None:
+        """The report (already masked) on the job's summary page."""
+        from pathlib import Path
+
+        try:
+            report = Path(self._report).read_text() if self._report else ""
+        except OSError:
+            report = ""
+        import re
+
+        # Plots are files next to the report, not reachable from the summary page.
+        report = re.sub(r"!\[[^\]]*\]\((?!https?:)[^)]*\)", "", report)
+        head = f"**trainboard: {status}** (exit {outcome}, {ExitCode(outcome).name})"
+        ci.append_step_summary(f"{head}\n\n{report}" if report else head)
+
 
 async def run_headless(session: Session) -> ExitCode:
-    session.subscribe(HeadlessView(follow=set(session.config.metrics)))
+    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions()))
     loop = asyncio.get_running_loop()
 
     def stop(name: str) -> None:

@@ -1,0 +1,86 @@
+"""CI mode under GitHub Actions, and the workflow `trainboard init` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from backend.exitcodes import ExitCode
+from tests.conftest import run_cli
+
+
+def test_init_writes_a_workflow_with_its_triggers_permissions_and_command(tiny_repo: Path) -> None:
+    proc = run_cli(["init", "--config", "tb.yaml"], cwd=tiny_repo)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    workflow = yaml.safe_load((tiny_repo / ".github" / "workflows" / "trainboard.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) == {"push", "pull_request", "schedule", "workflow_dispatch"}
+    assert triggers["schedule"][0]["cron"].count(" ") == 4  # a valid five-field cron line
+    assert triggers["push"] == {"branches": ["main"]}  # the base branch's runs are the baselines
+    # The least it needs: read/push the code, comment on PRs, OIDC for AWS; nothing else.
+    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
+    steps = workflow["jobs"]["train"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert "pip install trainboard" in runs
+    assert "trainboard run tb.yaml --no-tui" in runs
+    train = next(step for step in steps if step.get("run") == "trainboard run tb.yaml --no-tui")
+    assert train["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+    oidc = next(step for step in steps if "role-to-assume" in step.get("with", {}))
+    assert oidc["uses"].startswith("aws-actions/configure-aws-credentials@")
+    assert any(step.get("uses", "").startswith("actions/checkout@") and step["with"]["fetch-depth"] == 0
+               for step in steps)
+    # Once there, it is kept unless asked; a config that is not there or not valid is refused.
+    again = run_cli(["init", "--config", "tb.yaml"], cwd=tiny_repo)
+    assert again.returncode == ExitCode.CONFIG_ERROR and "--force" in again.stderr
+    assert run_cli(["init", "--config", "tb.yaml", "--force"], cwd=tiny_repo).returncode == ExitCode.OK
+    assert run_cli(["init", "--config", "nope.yaml", "--force"], cwd=tiny_repo).returncode == ExitCode.CONFIG_ERROR
+    (tiny_repo / "bad.yaml").write_text("job: {command: x}\nmetrics: {f1: {goal: up}}\n")
+    bad = run_cli(["init", "--config", "bad.yaml", "--force"], cwd=tiny_repo)
+    assert bad.returncode == ExitCode.CONFIG_ERROR and "bad.yaml:2" in bad.stderr
+
+
+def test_github_actions_mode_groups_stages_annotates_failures_and_writes_the_summary(tiny_repo: Path,
+                                                                                    tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    ok = run_cli(["run", "tb.yaml", "--no-tui"], cwd=tiny_repo, env=env)
+    assert ok.returncode == ExitCode.OK, ok.stdout + ok.stderr
+    lines = ok.stdout.splitlines()
+    groups = [line for line in lines if line.startswith("::group::")]
+    assert groups == [f"::group::trainboard: {s}" for s in
+                      ("check", "provision", "sync", "train", "collect", "compare", "report", "teardown")]
+    # Every group is closed before the next opens; the job's log sits inside the train group.
+    depth = 0
+    for line in lines:
+        depth += line.startswith("::group::") - (line == "::endgroup::")
+        assert depth in (0, 1)
+    assert depth == 0
+    train = lines.index("::group::trainboard: train")
+    assert "epoch 2: f1=0.800" in lines[train:lines.index("::endgroup::", train)]
+    assert "::error" not in ok.stdout
+    text = summary.read_text()
+    assert text.startswith("**trainboard: succeeded** (exit 0, OK)")
+    assert "| F1 |" in text and "](metrics.png)" not in text
+
+    # A failed gate: exit 1, and an annotation that says why.
+    worse = run_cli(["run", "tb.yaml", "--no-tui", "--set", "params.base_f1=0.5"], cwd=tiny_repo, env=env)
+    assert worse.returncode == ExitCode.GATE_FAILED
+    assert "::error title=trainboard%3A gate::FAIL: gate failed for F1" in worse.stdout
+    assert "**trainboard: gate-failed** (exit 1, GATE_FAILED)" in summary.read_text()
+
+    # A failed job: exit 4, annotated with the stage, the message on one line.
+    failed = run_cli(["run", "tb.yaml", "--no-tui", "--set", "params.exit_code=3"], cwd=tiny_repo, env=env)
+    assert failed.returncode == ExitCode.JOB_FAILED
+    annotations = [line for line in failed.stdout.splitlines() if line.startswith("::error")]
+    assert annotations == ["::error title=trainboard%3A train::the job exited with code 3"]
+
+
+def test_outside_github_actions_there_are_no_workflow_commands(tiny_repo: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=tiny_repo, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == ExitCode.OK
+    assert "::group::" not in proc.stdout and not summary.exists()
+    assert json.loads((tiny_repo / ".trainboard" / "runs").iterdir().__next__().joinpath("record.json")
+                      .read_text())["status"] == "succeeded"
