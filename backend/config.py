@@ -249,6 +249,33 @@ class CompareConfig(_Strict):
     gates: dict[str, Gate] = Field(default_factory=dict)
 
 
+class GithubConfig(_Strict):
+    """The pull request: where to publish, and when."""
+
+    # ci: at the end of a run inside GitHub Actions (GITHUB_ACTIONS=true); always: every
+    # run (a missing GITHUB_TOKEN stops it before anything starts); never: only
+    # `trainboard pr RUN` or the dashboard's p.
+    publish: Literal["ci", "always", "never"] = "ci"
+    repo: str = ""  # owner/name; default: parsed from the git remote's URL
+    remote: str = "origin"  # the git remote the outputs branch is pushed to
+    api_url: str = "https://api.github.com"  # GitHub Enterprise: https://HOST/api/v3
+    web_url: str = ""  # default: derived from api_url (github.com)
+
+    @field_validator("repo")
+    @classmethod
+    def _owner_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", value):
+            raise ValueError("must be owner/name, e.g. acme/intent-models")
+        return value
+
+    @field_validator("api_url", "web_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://", value):
+            raise ValueError("must start with https:// (or http://)")
+        return value.rstrip("/")
+
+
 class ReportConfig(_Strict):
     log_lines: int = Field(default=30, ge=0, le=1000)
 
@@ -262,6 +289,7 @@ class RunConfig(_Strict):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     params: dict[str, Any] = Field(default_factory=dict)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    github: GithubConfig = Field(default_factory=GithubConfig)
 
     @model_validator(mode="after")
     def _gates_name_metrics(self) -> RunConfig:

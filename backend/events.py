@@ -156,6 +156,18 @@ class ErrorRaised(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PullRequestOpened(Event):
+    """The run's pull request, opened or updated, with its one report comment."""
+
+    number: int
+    url: str
+    comment_url: str
+    created: bool  # False: an open pull request was updated (or, in a PR's CI, commented on)
+    branch: str  # the outputs branch pushed; "" in a pull request's CI
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class CostUpdated(Event):
     """What a paid runner has cost so far: its hourly price times its uptime."""
 

@@ -26,9 +26,12 @@ from backend.compare import Comparison, compare
 from backend.config import ConfigError, LoadedConfig, RunConfig
 from backend.events import STAGES, Stage, StageState
 from backend.exitcodes import ExitCode
+from backend.github import PublishError
 from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
 from backend.logtail import CHUNK_SIZE, LineSplitter
 from backend.mlflow_server import LocalTrackingServer, needs_forwarding
+from backend.publish import blocker as pr_blocker
+from backend.publish import publishes_at_the_end
 from backend.redact import Redactor
 from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
@@ -156,6 +159,8 @@ class Session:
         self._hourly_price: float | None = None
         self._cost_task: asyncio.Task[None] | None = None
         self._runner_state = ""  # the runner's last state as the views show it
+        self._publish_at_end = False  # github.publish says so, and the check found a token and a repo
+        self._publishing = False
 
     # ------------------------------------------------------------------ API for views
 
@@ -247,6 +252,9 @@ class Session:
         except (RunnerError, TrackingError, OSError) as exc:
             outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
             self._error(failed_stage, f"{type(exc).__name__}: {exc}")
+        except PublishError as exc:
+            outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
+            self._error(failed_stage, f"pull request: {exc}")
         finally:
             if failed_stage is not None:
                 self._end_stage(failed_stage, StageState.FAILED)
@@ -278,6 +286,7 @@ class Session:
                     f"folder {cfg.job.workdir!r} does not exist in {self.root}",
                     fix="name a folder of the repository, relative to its root",
                 )
+            self._check_publishing()
             uri = resolve_uri(cfg.mlflow.tracking_uri, self.root)
             self.tracking = Tracking(uri, cfg.mlflow.experiment, self.root / ".trainboard" / "mlartifacts")
             self.record = self.store.create(
@@ -350,6 +359,65 @@ class Session:
             handle = await self._start(self._spec("job", (cfg.job.command,), env))
             code = await self._train(handle)
         return await self._finish(code)
+
+    # ------------------------------------------------------------------ the pull request
+
+    def _check_publishing(self) -> None:
+        """Before anything starts: can this run publish at its end, as github.publish asks?"""
+        if not publishes_at_the_end(self.config):
+            return
+        problem = pr_blocker(self.config, self.root)
+        if not problem:
+            self._publish_at_end = True
+        elif self.config.github.publish == "always":
+            raise self.loaded.error("github.publish", f"the pull request cannot be published: {problem}",
+                                    fix="set GITHUB_TOKEN and github.repo (or a GitHub remote), "
+                                        "or set github.publish: ci")
+        else:
+            self._publish(ev.Notice(f"no pull request for this run: {problem}"))
+
+    @property
+    def pull_request_blocker(self) -> str:
+        """Why the finished run's pull request cannot be opened now; "" when it can."""
+        if self._publishing:
+            return "the pull request is being published"
+        if self.record is None or self.record.get("status") not in ("succeeded", "gate-failed"):
+            return "the pull request opens once the run has finished with a result"
+        return pr_blocker(self.config, self.root)
+
+    async def open_pull_request(self) -> ev.PullRequestOpened | None:
+        """Open or update the finished run's pull request (the dashboard's p); errors become events."""
+        if self.pull_request_blocker:
+            self._publish(ev.Notice(f"no pull request: {self.pull_request_blocker}"))
+            return None
+        try:
+            return await self._open_pull_request()
+        except PublishError as exc:
+            self._error(Stage.REPORT, f"pull request: {exc}")
+            return None
+
+    async def _open_pull_request(self) -> ev.PullRequestOpened:
+        assert self.record is not None and self.git is not None
+        from backend.github import RunInfo
+        from backend.publish import publish
+
+        run = RunInfo(self.run_id, self.git.branch, self.git.commit, self.config.name,
+                      self.comparison.verdict if self.comparison else str(self.record.get("verdict", "")))
+        self._publishing = True
+        try:
+            result = await asyncio.to_thread(publish, self.run_dir, self.root, self.config, run, None, self.redact)
+        finally:
+            self._publishing = False
+        for path in result.missing:
+            self._publish(ev.Notice(f"pull request: output {path} was not found, so not committed"))
+        for path in result.withheld:
+            self._publish(ev.Notice(f"pull request: {path} holds a secret, so it was not pushed"))
+        opened = ev.PullRequestOpened(result.pr_number, result.pr_url, result.comment_url, result.created_pr,
+                                      result.branch)
+        self.record.update(pull_request={"number": result.pr_number, "url": result.pr_url,
+                                         "comment_url": result.comment_url, "branch": result.branch})
+        self._publish(opened)
+        return opened
 
     def _runner_event(self, event: ev.Event) -> None:
         """What a runner reports: once ready, its "ready" after a reconnect means back to
@@ -453,9 +521,12 @@ class Session:
             self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed,
                                comparison=self.comparison.to_dict())
 
-        async with self._stage(Stage.REPORT):
+        async with self._stage(Stage.REPORT) as note:
             path = await self._write_report("succeeded" if self.comparison.passed else "gate-failed")
             self._publish(ev.ReportWritten(str(path)))
+            if self._publish_at_end:
+                opened = await self._open_pull_request()
+                note(f"pull request #{opened.number} {'opened' if opened.created else 'updated'}")
 
         return ExitCode.OK if self.comparison.passed else ExitCode.GATE_FAILED
 

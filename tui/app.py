@@ -202,6 +202,10 @@ class TrainboardApp(App[int]):
             case ev.ErrorRaised(stage=stage, message=message):
                 title = f"error in {stage.value}" if stage else "error"
                 self.notify(message, title=title, severity="error", timeout=15, markup=False)
+            case ev.PullRequestOpened(number=number, url=url, created=created):
+                what = "opened" if created else "updated"
+                self.notify(f"#{number} {what}: {url}", title="Pull request", timeout=15, markup=False)
+                self._show_pr_state()
             case ev.RunFinished(status=status, outcome=outcome):
                 self.screen_stack[0].set_class(status in FAILED_STATUSES, "-run-failed")
                 lines = [self._status.verdict or f"exit {outcome} ({ExitCode(outcome).name})"]
@@ -291,7 +295,7 @@ class TrainboardApp(App[int]):
             return "the pull request opens once the run has finished"
         if self.outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
             return f"the run {self._status.finished.status if self._status.finished else 'ended'}: no result to propose"
-        return ""
+        return str(getattr(self.session, "pull_request_blocker", ""))
 
     def _show_pr_state(self) -> None:
         blocker = self.pull_request_blocker()

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
     comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
 
+    pr = sub.add_parser("pr", help="open or update a finished run's pull request (needs GITHUB_TOKEN)",
+                        description="Push the run's outputs and report to trainboard/<branch>, open a pull request "
+                        "against the base branch (or update the one open), and keep one report comment on it. "
+                        "Inside a pull request's CI, comment on that pull request instead.")
+    pr.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+
     init = sub.add_parser("init", help="write a GitHub Actions workflow that runs trainboard in CI",
                           description="Write .github/workflows/trainboard.yml: on push, pull request, daily and "
                           "by hand, install trainboard and run `trainboard run CONFIG --no-tui`, with AWS through "
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reap(args)
     if args.command == "init":
         return _init(args)
+    if args.command == "pr":
+        return _pr(args)
     parser.print_help()
     return 0
 
@@ -223,6 +231,43 @@ def _compare(args: argparse.Namespace) -> int:
     console.print(comparison_table(comparison))
     console.print(verdict_text(comparison))
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
+
+
+def _pr(args: argparse.Namespace) -> int:
+    from backend.exitcodes import ExitCode
+    from backend.github import PublishError, RunInfo
+    from backend.publish import publish
+    from backend.redact import Redactor
+    from tui.run_files import config_of
+
+    store = _store()
+    try:
+        record = store.resolve(args.run)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    config = config_of(record)
+    if config is None:
+        print(f"error: run {record.run_id}: its recorded config no longer validates", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    if record.get("status") not in ("succeeded", "gate-failed"):
+        print(f"error: run {record.run_id} {record.get('status')}: only a run with a result gets a pull request",
+              file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    redact = Redactor.from_env(os.environ, config.job.env)
+    run = RunInfo(record.run_id, str(record.get("branch", "")), str(record.get("commit", "")), config.name,
+                  str(record.get("verdict", "")))
+    try:
+        result = publish(store.runs / record.run_id, store.root.parent, config, run, None, redact)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.INFRA_ERROR
+    record.update(pull_request={"number": result.pr_number, "url": result.pr_url,
+                                "comment_url": result.comment_url, "branch": result.branch})
+    print(f"pull request #{result.pr_number} {'opened' if result.created_pr else 'updated'}: {result.pr_url}")
+    if result.comment_url:
+        print(f"report comment: {result.comment_url}")
+    return ExitCode.OK
 
 
 def _init(args: argparse.Namespace) -> int:

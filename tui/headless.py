@@ -89,6 +89,10 @@ class HeadlessView:
                 self._report = path
             case ev.CostUpdated(cost=cost, uptime=uptime, hourly_price=price, final=True):
                 self._say(f"  runner cost ${cost:.2f} ({format_seconds(uptime)} at ${price:.3f}/h)", "dim")
+            case ev.PullRequestOpened(number=number, url=url, comment_url=comment, created=created):
+                self._say(f"pull request #{number} {'opened' if created else 'updated'}: {url}", "bold")
+                if comment:
+                    self._say(f"  report comment: {comment}", "dim")
             case ev.Notice(message=message):
                 self._say(f"  {message}", "yellow")
             case ev.ErrorRaised(stage=stage, message=message):
