@@ -669,7 +669,21 @@ class Session:
         self._publish_baseline()
 
     async def _follow(self, handle: JobHandle, source: str) -> int:
-        """Stream a job's log into LogLines events until it exits; its exit code."""
+        """Stream a job's log into LogLines events until it exits; its exit code.
+
+        The lines, masked, also go to ``<run_dir>/<source>.log``: the log kept here
+        (rewritten from the start, as the runner's log is read from its start).
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / f"{source}.log", "w", encoding="utf-8", errors="replace") as kept:
+            return await self._follow_into(handle, source, kept)
+
+    def _emit(self, source: str, lines: list[str], offset: int, kept: Any) -> None:
+        masked = self.redact.lines(lines)
+        kept.write("\n".join(masked) + "\n")
+        self._publish(ev.LogLines(source, tuple(masked), offset))
+
+    async def _follow_into(self, handle: JobHandle, source: str, kept: Any) -> int:
         assert self.runner is not None
         splitter = LineSplitter()
         while True:
@@ -677,7 +691,7 @@ class Session:
             if chunk:
                 lines = splitter.feed(chunk)
                 if lines:
-                    self._publish(ev.LogLines(source, tuple(self.redact.lines(lines)), splitter.offset))
+                    self._emit(source, lines, splitter.offset, kept)
                 if len(chunk) == CHUNK_SIZE:
                     await asyncio.sleep(0)  # let the views breathe, then read on
                     continue
@@ -690,10 +704,10 @@ class Session:
                 while chunk := await self.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
                     lines = splitter.feed(chunk)
                     if lines:
-                        self._publish(ev.LogLines(source, tuple(self.redact.lines(lines)), splitter.offset))
+                        self._emit(source, lines, splitter.offset, kept)
                 rest = splitter.flush()
                 if rest:
-                    self._publish(ev.LogLines(source, tuple(self.redact.lines(rest)), splitter.offset))
+                    self._emit(source, rest, splitter.offset, kept)
                 if self._interruption:
                     if source == "job":
                         self._job_exit = status.exit_code
@@ -705,6 +719,7 @@ class Session:
                     raise JobFailed(f"the {source} vanished without an exit code", None)
                 return status.exit_code
             if not chunk:
+                kept.flush()  # the full-log view reads it while the job runs
                 await asyncio.sleep(TAIL_IDLE)
 
     async def _poll_metrics(self) -> None:

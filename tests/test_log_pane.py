@@ -223,7 +223,9 @@ async def test_a_secret_in_the_log_is_masked_in_the_pane_and_the_full_log(
         pane = app.query_one(LogPane)
         assert "pushing with token=*** to origin" in pane.lines
         assert not any(TOKEN in line for line in pane.lines)
-        assert TOKEN in (app.session.run_dir / "job.log").read_text()  # on disk as the job wrote it
+        kept = (app.session.run_dir / "job.log").read_text()  # the log kept on disk is masked too
+        assert "pushing with token=*** to origin" in kept and TOKEN not in kept
+        assert not list((app.session.run_dir / "runner").glob("*.log"))  # the raw log went with teardown
 
         await pilot.press("l")
         view = app.screen.query_one(LogFileView)

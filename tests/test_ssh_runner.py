@@ -41,7 +41,7 @@ def make(sshd: Sshd, tmp_path: Path, *, port: int | None = None, known_hosts: Pa
                        known_hosts=str(known_hosts or sshd.known_hosts), host_keys=host_keys or [],
                        config_path=str(empty_config))
     return SshRunner(target, tmp_path / "run", "run1", remote_dir=str(remote_dir or tmp_path / "remote"),
-                     reconnect_timeout=30)
+                     reconnect_timeout=30, mirror=True)
 
 
 def via_proxy(sshd: Sshd, proxy: TcpProxy, tmp_path: Path) -> SshRunner:

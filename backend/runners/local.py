@@ -60,6 +60,9 @@ class LocalRunner:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.workspace = self.run_dir / "workspace"
+        # The job's own files: its script, raw log (secrets and all) and exit code. The
+        # session writes the masked <run_dir>/<name>.log; teardown removes the raw logs.
+        self.files = self.run_dir / "runner"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self.notify: Notify | None = None
 
@@ -118,9 +121,10 @@ class LocalRunner:
         return env
 
     async def start(self, spec: JobSpec) -> JobHandle:
-        log_path = self.run_dir / f"{spec.name}.log"
-        exit_path = self.run_dir / f"{spec.name}.exit"
-        script_path = self.run_dir / f"{spec.name}.sh"
+        self.files.mkdir(parents=True, exist_ok=True)
+        log_path = self.files / f"{spec.name}.log"
+        exit_path = self.files / f"{spec.name}.exit"
+        script_path = self.files / f"{spec.name}.sh"
         workdir = self.workspace / spec.workdir
         if not workdir.is_dir():
             raise RunnerError(f"the job's workdir {spec.workdir!r} does not exist in the workspace")
@@ -197,6 +201,8 @@ class LocalRunner:
     async def teardown(self) -> None:
         for pid in list(self._children):
             self._reap(pid)
+        for raw in self.files.glob("*.log"):  # the masked copies in run_dir are the logs that stay
+            raw.unlink(missing_ok=True)
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)

@@ -199,10 +199,13 @@ class SshRunner:
     kind = "ssh"
 
     def __init__(self, target: SshTarget, run_dir: Path, run_id: str, remote_dir: str = "~/.trainboard/runs",
-                 reconnect_timeout: float = 300.0, kind: str = "ssh") -> None:
+                 reconnect_timeout: float = 300.0, kind: str = "ssh", mirror: bool = False) -> None:
         if not RUN_ID.match(run_id):
             raise RunnerError(f"bad run id {run_id!r}")
         self.target = target
+        # mirror: keep a byte-exact copy of each log in <run_dir>/<name>.log. The session
+        # leaves it off: it writes that file itself, with secrets masked.
+        self.mirror = mirror
         self.run_dir = Path(run_dir)
         self.run_id = run_id
         self.remote_dir = remote_dir
@@ -584,7 +587,8 @@ class SshRunner:
         )
         self._forget_log(p["log"])
         await self._flush_mirrors()  # no write of a previous job's log lands after the truncation
-        self._open_mirror(spec.name, truncate=True)
+        if self.mirror:
+            self._open_mirror(spec.name, truncate=True)
         status, out, err = await self.execute(command, input=script)
         pid_text = _marked(_text(out)).get("pid", "")
         if status != 0 or not pid_text.isdigit() or int(pid_text) <= 1:
@@ -697,7 +701,8 @@ class SshRunner:
         if data is None:
             data = await self._retry(lambda conn: self._read(conn, self._gen, path, offset, limit))
         if data:
-            self._mirror(handle.name, offset, data)
+            if self.mirror:
+                self._mirror(handle.name, offset, data)
             if len(data) == limit:
                 self._read_ahead(path, offset + len(data), limit)
         return data
