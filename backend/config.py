@@ -249,6 +249,30 @@ class CompareConfig(_Strict):
     gates: dict[str, Gate] = Field(default_factory=dict)
 
 
+class DvcConfig(_Strict):
+    """Outputs tracked with DVC and pushed from the runner; a dvc.yaml's metrics read beside MLflow."""
+
+    outputs: list[str] = Field(default_factory=list)  # relative to job.workdir, e.g. [model/]
+    remote: str = ""  # a folder (absolute) or a URL such as s3://bucket/prefix; "" = <repo>/.trainboard/dvc-storage
+    endpoint_url: str = ""  # an S3-compatible endpoint; "" = AWS_ENDPOINT_URL when set, else AWS
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_relative(cls, value: list[str]) -> list[str]:
+        for item in value:
+            path = Path(item)
+            if not item.strip() or path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{item!r} must be a path relative to the job's workdir")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_shape(cls, value: str) -> str:
+        if value and not (value.startswith("/") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S", value)):
+            raise ValueError("must be an absolute folder or a URL such as s3://bucket/prefix")
+        return value
+
+
 class GithubConfig(_Strict):
     """The pull request: where to publish, and when."""
 
@@ -289,6 +313,7 @@ class RunConfig(_Strict):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     params: dict[str, Any] = Field(default_factory=dict)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    dvc: DvcConfig = Field(default_factory=DvcConfig)
     github: GithubConfig = Field(default_factory=GithubConfig)
 
     @model_validator(mode="after")

@@ -161,6 +161,9 @@ class Session:
         self._runner_state = ""  # the runner's last state as the views show it
         self._publish_at_end = False  # github.publish says so, and the check found a token and a repo
         self._publishing = False
+        self._dvc: Any = None  # the repository's DVC project (backend.dvc.DvcProject) when DVC is in use
+        self._dvc_remote = ""
+        self._dvc_files: dict[str, Path] = {}  # pointer, lock, metrics and .gitignore files brought back
 
     # ------------------------------------------------------------------ API for views
 
@@ -287,6 +290,7 @@ class Session:
                     fix="name a folder of the repository, relative to its root",
                 )
             self._check_publishing()
+            self._check_dvc()
             uri = resolve_uri(cfg.mlflow.tracking_uri, self.root)
             self.tracking = Tracking(uri, cfg.mlflow.experiment, self.root / ".trainboard" / "mlartifacts")
             self.record = self.store.create(
@@ -339,9 +343,14 @@ class Session:
             params_path = str(Path(cfg.job.workdir) / "params.yaml")
             await self.runner.sync(self.root, files, {params_path: params})
             note(f"{len(files)} files + params.yaml")
-            if cfg.job.setup:
+            setup = list(cfg.job.setup)
+            if self._dvc is not None:  # after the user's setup, which may be what installs dvc
+                from backend import dvc
+
+                setup += dvc.dvc_prepare_commands(cfg.job.workdir)
+            if setup:
                 self._publish(ev.RunnerChanged(state="setting up", kind=cfg.runner.kind))
-                handle = await self._start(self._spec("setup", tuple(cfg.job.setup)))
+                handle = await self._start(self._spec("setup", tuple(setup)))
                 code = await self._follow(handle, "setup")
                 if code != 0:
                     raise JobFailed(f"setup failed with exit code {code}: see setup.log", code)
@@ -359,6 +368,74 @@ class Session:
             handle = await self._start(self._spec("job", (cfg.job.command,), env))
             code = await self._train(handle)
         return await self._finish(code)
+
+    # ------------------------------------------------------------------ DVC
+
+    def _check_dvc(self) -> None:
+        """Before anything starts: the repository's dvc.yaml, the outputs and the remote make sense."""
+        from backend import dvc
+
+        cfg = self.config
+        try:
+            project = dvc.scan_project(self.root)
+        except dvc.DvcError as exc:
+            raise ConfigError(f"dvc.yaml: {exc}", file=str(self.root / "dvc.yaml"),
+                              fix="fix the dvc.yaml (`dvc status` shows what DVC thinks of it)") from None
+        if not (project.has_pipeline or cfg.dvc.outputs):
+            return
+        try:
+            remote = dvc.check_remote(cfg.dvc.remote or dvc.default_remote(self.root))
+            for output in cfg.dvc.outputs:
+                dvc.normalize_path((Path(cfg.job.workdir) / output).as_posix())
+        except dvc.DvcError as exc:
+            raise self.loaded.error("dvc", str(exc), fix="see the dvc section of sample_params.yaml") from None
+        if dvc.is_local_remote(remote) and cfg.runner.kind != "local" and cfg.dvc.outputs:
+            raise self.loaded.error("dvc.remote", f"a folder ({remote}) cannot be reached from a {cfg.runner.kind} "
+                                    "runner: it pushes the outputs itself",
+                                    fix="use a remote both reach, e.g. dvc.remote: s3://bucket/prefix")
+        self._dvc, self._dvc_remote = project, remote
+
+    def _dvc_outputs(self) -> list[str]:
+        """dvc.outputs as repository paths (the config names them from job.workdir)."""
+        return [(Path(self.config.job.workdir) / o).as_posix().rstrip("/") for o in self.config.dvc.outputs]
+
+    async def _dvc_collect(self, code: int) -> str:
+        """After a successful job: push the outputs from the runner, bring the pointer, lock
+        and metrics files back into the checkout, and read the metrics files. A note."""
+        from backend import dvc
+
+        assert self.runner is not None and self.record is not None
+        project, cfg = self._dvc, self.config
+        if code != 0:
+            return ""
+        commands = dvc.dvc_output_commands(self._dvc_outputs(), self._dvc_remote, stage_outs=project.stage_outs,
+                                           workdir=cfg.job.workdir, endpoint_url=cfg.dvc.endpoint_url or None,
+                                           prepare=False)
+        note = ""
+        if commands:
+            env = dict(dvc.DVC_ENV)
+            if cfg.runner.kind != "local" and not dvc.is_local_remote(self._dvc_remote):
+                env.update(dvc.aws_env(os.environ))  # the runner pushes to S3 itself
+            handle = await self._start(self._spec("dvc", tuple(commands), env))
+            if await self._follow(handle, "dvc") != 0:
+                raise JobFailed("pushing the outputs with DVC failed: see dvc.log", None, stage=Stage.COLLECT)
+            note = f", {len(dvc.pushed_outputs(self._dvc_outputs(), project.stage_outs))} pushed with DVC"
+        back = dvc.dvc_return_files(self._dvc_outputs(), project.dvc_yamls, project.metrics_files,
+                                    stage_outs=project.stage_outs)
+        for rel in back:
+            if await self.runner.fetch(rel, self.root / rel):
+                self._dvc_files[rel] = self.root / rel
+        for rel in dvc.ensure_gitignored(self.root, dvc.pushed_outputs(self._dvc_outputs(), project.stage_outs)):
+            self._dvc_files[rel] = self.root / rel
+        self.record.update(dvc_files=sorted(self._dvc_files))
+        values, problems = dvc.collect_metrics(self.root, project.metrics_files)
+        for problem in problems:
+            self._publish(ev.Notice(f"DVC metrics: {problem}"))
+        step = max((p.step for p in self.points), default=0)
+        now = int(time.time() * 1000)
+        fresh = [ev.MetricPoint(k, v, step, now) for k, v in sorted(values.items()) if k not in self.latest]
+        self._accept(fresh)  # MLflow's values win where both have a key
+        return note
 
     # ------------------------------------------------------------------ the pull request
 
@@ -405,7 +482,8 @@ class Session:
                       self.comparison.verdict if self.comparison else str(self.record.get("verdict", "")))
         self._publishing = True
         try:
-            result = await asyncio.to_thread(publish, self.run_dir, self.root, self.config, run, None, self.redact)
+            result = await asyncio.to_thread(publish, self.run_dir, self.root, self.config, run, self._dvc_files,
+                                             self.redact)
         finally:
             self._publishing = False
         for path in result.missing:
@@ -509,7 +587,8 @@ class Session:
                 if await self.runner.fetch(src, self.run_dir / Path(rel).name):
                     got.append(rel)
             missing = sorted(set(cfg.job.outputs) - set(got))
-            note(f"{len(got)} outputs" + (f", missing: {', '.join(missing)}" if missing else ""))
+            pushed = await self._dvc_collect(code) if self._dvc is not None else ""
+            note(f"{len(got)} outputs" + (f", missing: {', '.join(missing)}" if missing else "") + pushed)
 
         if code != 0:
             raise JobFailed(f"the job exited with code {code}", code, stage=Stage.TRAIN)
@@ -660,6 +739,12 @@ class Session:
         }
         self.baseline = await asyncio.to_thread(self.tracking.baseline, self.config.compare.base, None,
                                                 list(self.config.metrics))
+        if self.baseline is None and self._dvc is not None and self._dvc.metrics_files:
+            # No MLflow run of the base branch yet: its committed metrics files (`dvc metrics diff`).
+            from backend import dvc
+
+            self.baseline = await asyncio.to_thread(dvc.base_branch_baseline, self.root, self.config.compare.base,
+                                                    list(self._dvc.metrics_files))
         self.mlflow_run_id = await asyncio.to_thread(
             self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags, self.config.params
         )
@@ -771,7 +856,7 @@ class Session:
             self.config,
             self.latest,
             base.metrics if base else None,
-            baseline_run_id=base.mlflow_run_id if base else "",
+            baseline_run_id=(base.mlflow_run_id or f"git:{base.commit[:7]}") if base else "",
             baseline_label=label,
             final=final,
         )
