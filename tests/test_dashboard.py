@@ -25,7 +25,7 @@ from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
 from tests.pilot_support import wait_for_end, wait_until
-from tui.app import PR_NOT_SET_UP, TrainboardApp, make_app
+from tui.app import TrainboardApp, make_app
 from tui.runs_app import make_runs_app
 from tui.screens.help import HelpScreen
 from tui.screens.quit import QuitScreen
@@ -84,7 +84,10 @@ def toasts(messages: list[Message]) -> list[str]:
     return [m.notification.message for m in messages if isinstance(m, Notify)]
 
 
-async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pull_request(repo: Path) -> None:
+async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pull_request(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     app, session, events = build(repo)
     messages: list[Message] = []
     async with app.run_test(size=ROOMY, message_hook=messages.append) as pilot:
@@ -106,14 +109,15 @@ async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pu
         assert plot.display and plot.keys == ["f1"] and plot.points["f1"][-1] == (2, pytest.approx(0.8))
         assert app.query_one(MetricsPanel).border_subtitle == "no baseline yet on main"
 
-        # The pull request: greyed, and p, the button and the palette say why.
+        # The pull request without a token: greyed, and p, the button and the palette say why.
         assert app.check_action("open_pr", ()) is None
         button = app.query_one("#open-pr", Button)
-        assert button.has_class("-blocked") and button.tooltip == PR_NOT_SET_UP
+        why = str(button.tooltip)
+        assert button.has_class("-blocked") and why.startswith("GITHUB_TOKEN is not set")
         await pilot.press("p")
         await pilot.click("#open-pr")
         await pilot.pause()
-        assert toasts(messages).count(PR_NOT_SET_UP) == 2, toasts(messages)
+        assert toasts(messages).count(why) == 2, toasts(messages)
 
         # Help: generated from the bindings, grouped.
         await pilot.press("question_mark")

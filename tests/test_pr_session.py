@@ -100,3 +100,36 @@ def test_trainboard_pr_publishes_a_finished_run(pr_repo: Path, fake: FakeGitHub)
     again = run_cli(["pr"], cwd=pr_repo, env=ENV)
     assert "pull request #1 updated" in again.stdout and len(fake.comments_on(1)) == 1
     assert TOKEN not in published.stdout + published.stderr + again.stdout + again.stderr
+
+
+async def test_the_dashboards_p_opens_the_pull_request_once_the_run_has_ended(
+    pr_repo: Path, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textual.message import Message
+    from textual.widgets import Button
+
+    from backend.config import load_config
+    from backend.session import Session
+    from tests.pilot_support import wait_for_end, wait_until
+    from tui.app import make_app
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    session = Session(load_config(pr_repo / "tb.yaml", ["github.publish=never"]), root=pr_repo)
+    app = make_app(session)
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await wait_for_end(pilot, app)
+        assert not fake.pulls  # publish: never, so only on request
+        assert not app.query_one("#open-pr", Button).has_class("-blocked")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: any("#1 opened" in str(getattr(m, "notification", "")) for m in messages)
+                         or bool(session.record and session.record.get("pull_request")), "the pull request")
+        await pilot.pause(0.2)
+        assert list(fake.pulls) == [1] and len(fake.comments_on(1)) == 1
+        toasts = [m.notification.message for m in messages if hasattr(m, "notification")]
+        assert any(t.startswith("#1 opened: ") for t in toasts), toasts
+        await pilot.press("p")  # again: the same pull request, updated
+        await wait_until(pilot, lambda: sum("#1 updated" in str(getattr(m, "notification", "")) for m in messages)
+                         >= 1, "the update")
+        assert list(fake.pulls) == [1] and len(fake.comments_on(1)) == 1

@@ -62,18 +62,6 @@ _NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
     "cancelled": "warning",
     "detached": "information",
 }
-PR_NOT_SET_UP = "pull requests are not set up yet: the github settings come with the DVC/GitHub feature"
-
-
-def pull_requests_available(session: Session) -> bool:
-    """The one condition that enables the pull-request action: the session can open one.
-
-    The GitHub feature (its own issue) adds ``Session.open_pull_request``; until
-    then the button, the key and the palette entry say why they do nothing.
-    """
-    return callable(getattr(session, "open_pull_request", None))
-
-
 class TrainboardApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "trainboard"
@@ -289,13 +277,11 @@ class TrainboardApp(App[int]):
 
     def pull_request_blocker(self) -> str:
         """Why the pull request cannot be opened now; "" when it can."""
-        if not pull_requests_available(self.session):
-            return PR_NOT_SET_UP
         if self.running:
             return "the pull request opens once the run has finished"
         if self.outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
             return f"the run {self._status.finished.status if self._status.finished else 'ended'}: no result to propose"
-        return str(getattr(self.session, "pull_request_blocker", ""))
+        return self.session.pull_request_blocker
 
     def _show_pr_state(self) -> None:
         blocker = self.pull_request_blocker()
@@ -311,10 +297,11 @@ class TrainboardApp(App[int]):
         self.run_worker(self._open_pull_request(), name="pull-request", exit_on_error=False)
 
     async def _open_pull_request(self) -> None:
-        opener = getattr(self.session, "open_pull_request", None)
-        opened = opener() if opener is not None else None
-        if asyncio.iscoroutine(opened):
-            await opened
+        self._pr_button.set_class(True, "-blocked")  # while it publishes
+        try:
+            await self.session.open_pull_request()  # its outcome arrives as events
+        finally:
+            self._show_pr_state()
 
     def key_p(self) -> None:
         """p while the action is disabled: its binding is greyed out, so say why here."""
