@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from backend.session import Session
-    from backend.store import RunStore
+    from backend.store import RunRecord, RunStore
 
 EXIT_CODES_HELP = """exit codes:
   0   ok: the run finished and every gate passed
@@ -149,10 +149,8 @@ def _attach(args: argparse.Namespace) -> int:
     from backend.tracking import prefetch
 
     store = _store()
-    try:
-        record = store.resolve(args.run)
-    except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    record = _resolve(store, args.run)
+    if record is None:
         return ExitCode.CONFIG_ERROR
     if args.no_tui and record.get("status") in ("running", "detached"):
         prefetch()
@@ -178,6 +176,15 @@ def _show(session: Session, no_tui: bool) -> int:
         print(f"detached: run {session.run_id} goes on; `trainboard attach {session.run_id}` comes back to it",
               file=sys.stderr)
     return code
+
+
+def _resolve(store: RunStore, run: str | None) -> RunRecord | None:
+    """The run named by an id or prefix (the latest when None); None, said on stderr, when there is none."""
+    try:
+        return store.resolve(run)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def _store() -> RunStore:
@@ -241,10 +248,8 @@ def _pr(args: argparse.Namespace) -> int:
     from tui.run_files import config_of
 
     store = _store()
-    try:
-        record = store.resolve(args.run)
-    except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    record = _resolve(store, args.run)
+    if record is None:
         return ExitCode.CONFIG_ERROR
     config = config_of(record)
     if config is None:
