@@ -263,7 +263,9 @@ def _pr(args: argparse.Namespace) -> int:
     run = RunInfo(record.run_id, str(record.get("branch", "")), str(record.get("commit", "")), config.name,
                   str(record.get("verdict", "")))
     try:
-        result = publish(store.runs / record.run_id, store.root.parent, config, run, None, redact)
+        root = store.root.parent
+        dvc_files = {rel: root / rel for rel in record.get("dvc_files") or ()}  # as the run brought them back
+        result = publish(store.runs / record.run_id, root, config, run, dvc_files, redact)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRA_ERROR
