@@ -121,8 +121,9 @@ async def follow(lines: int, rate: float, tmp: Path) -> dict[str, float]:
         "batches": len(counter.batches),
         "rss_before": rss_before,
         "rss_peak": rss_peak,
-        "log": handle.log_path,
-        "log_bytes": os.path.getsize(handle.log_path),
+        # The runner's raw log goes with teardown; the session's masked copy holds the same lines.
+        "log": str(session.run_dir / "job.log"),
+        "log_bytes": os.path.getsize(session.run_dir / "job.log"),
     }
 
 
