@@ -330,6 +330,23 @@ async def test_ssh_cidr_auto_without_an_answer_says_to_set_it(harness: Any, aws:
     assert h.left() == NOTHING
 
 
+async def test_no_credentials_is_said_once_with_the_fix_and_creates_nothing(harness: Any, aws: Aws,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    h = harness()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(PreflightError) as caught:
+        await h.runner.provision()
+    message = str(caught.value)
+    assert message.count("AWS is not configured") == 1 and "aws configure" in message
+    await h.runner.teardown()
+    assert h.left() == NOTHING
+
+
 # --------------------------------------------------------------------------- cancelled half-way
 
 

@@ -583,7 +583,8 @@ class Ec2Runner:
             elif isinstance(result, PreflightError):
                 problems.append(str(result))
             elif isinstance(result, (NoCredentialsError, NoRegionError)):
-                problems.append(f"AWS is not configured: {result}")
+                problems.append(f"AWS is not configured: {result} (set AWS_PROFILE, run `aws configure` or "
+                                "`aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
             elif isinstance(result, ClientError):
                 where = f" (check {setting})" if setting else ""
                 problems.append(f"{error_message(result)}{where}")
@@ -597,8 +598,8 @@ class Ec2Runner:
                 "the AWS credentials lack permission for " + ", ".join(unique)
                 + ". Nothing was created. Grant them (docs/ec2.md has the minimal IAM policy)."
             )
-        if problems:
-            raise PreflightError("EC2 preflight failed, nothing was created: " + "; ".join(problems))
+        if problems:  # every call that failed for one reason says it once
+            raise PreflightError("EC2 preflight failed, nothing was created: " + "; ".join(dict.fromkeys(problems)))
         plan.image_id = out["image"]
         plan.root_device = out["root"]
         plan.owner = out["owner"]
