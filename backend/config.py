@@ -113,6 +113,9 @@ class Ec2RunnerConfig(_SshOptions):
     hourly_price: float | None = Field(default=None, ge=0)  # USD; default: spot price or the built-in table
     owner: str | None = None  # default: the AWS caller's identity
     tags: dict[str, str] = Field(default_factory=dict)
+    # An IAM instance profile (name or ARN) for the instance: the job (and the DVC push
+    # to S3) then use its role, and no AWS keys are handed to the runner.
+    instance_profile: str | None = None
 
     @field_validator("ami")
     @classmethod

@@ -414,8 +414,9 @@ class Session:
         note = ""
         if commands:
             env = dict(dvc.DVC_ENV)
-            if cfg.runner.kind != "local" and not dvc.is_local_remote(self._dvc_remote):
-                env.update(dvc.aws_env(os.environ))  # the runner pushes to S3 itself
+            role = getattr(cfg.runner, "instance_profile", None)  # an ec2 instance with its own role
+            if cfg.runner.kind != "local" and not dvc.is_local_remote(self._dvc_remote) and not role:
+                env.update(dvc.aws_env(os.environ))  # the runner pushes to S3 itself, with these keys
             handle = await self._start(self._spec("dvc", tuple(commands), env))
             if await self._follow(handle, "dvc") != 0:
                 raise JobFailed("pushing the outputs with DVC failed: see dvc.log", None, stage=Stage.COLLECT)

@@ -270,6 +270,23 @@ async def test_throttling_on_the_first_six_ec2_calls_is_survived(harness: Any, a
     assert h.left() == NOTHING
 
 
+async def test_an_instance_profile_gives_the_instance_its_role(harness: Any, aws: Aws) -> None:
+    iam = aws.client("iam")
+    iam.create_role(RoleName="trainboard-runner", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    profile = iam.create_instance_profile(InstanceProfileName="trainboard-runner")["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName="trainboard-runner", RoleName="trainboard-runner")
+    h = harness(instance_profile="trainboard-runner")
+    h.emulate()
+    host = await h.runner.provision()
+    ec2 = aws.client("ec2")
+    (reservation,) = ec2.describe_instances(InstanceIds=[dict(host.details)["instance_id"]])["Reservations"]
+    assert reservation["Instances"][0]["IamInstanceProfile"]["Arn"] == profile["Arn"]
+    await h.runner.teardown()
+    assert h.left() == NOTHING
+
+
 def _no_spot_capacity() -> Fault:
     return Fault("RunInstances", contains="MarketType=spot", unless="DryRun=true", status=500,
                  code="InsufficientInstanceCapacity",

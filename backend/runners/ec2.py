@@ -698,6 +698,9 @@ class Ec2Runner:
             params["SubnetId"] = cfg.subnet_id
         if cfg.key_name:
             params["KeyName"] = cfg.key_name
+        if cfg.instance_profile:
+            key = "Arn" if cfg.instance_profile.startswith("arn:") else "Name"
+            params["IamInstanceProfile"] = {key: cfg.instance_profile}
         if user_data is not None:
             params["UserData"] = user_data
         if token:
