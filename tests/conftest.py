@@ -8,9 +8,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -153,3 +157,22 @@ def interrupt_run(repo: Path, overrides: list[str], marker: str, sig: int,
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)
+
+
+async def run_acting_at(session: Any, marker: str, action: Callable[[], T],
+                        timeout: float = 120) -> tuple[Any, list[T]]:
+    """Run ``session``; each time a batch of log lines holds one starting with ``marker``,
+    call ``action``. The run's exit code and what ``action`` returned."""
+    import asyncio
+
+    from backend import events as ev
+
+    answers: list[T] = []
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.LogLines) and any(line.startswith(marker) for line in event.lines):
+            answers.append(action())
+
+    session.subscribe(on_event)
+    outcome = await asyncio.wait_for(session.run(), timeout)
+    return outcome, answers

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from backend.exitcodes import ExitCode
-from tests.conftest import git, interrupt_run, run_cli
+from tests.conftest import git, interrupt_run, run_acting_at, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 
 
@@ -58,7 +58,7 @@ def test_ssh_run_end_to_end_logs_metrics_through_the_forwarded_tracking_server(s
     # The job reached MLflow through 127.0.0.1 on the runner, forwarded to the server here.
     assert "metrics @ step 2: f1=0.8000" in proc.stdout, proc.stdout
     assert record["comparison"]["rows"][0]["after"] == pytest.approx(0.8)
-    # The log came back over SSH and is mirrored here, the outputs fetched.
+    # The log came back over SSH and is kept here, the outputs fetched.
     assert "epoch 2: f1=0.800" in (run_dir / "job.log").read_text()
     assert "preparing" in (run_dir / "setup.log").read_text()
     assert json.loads((run_dir / "metrics.json").read_text()) == {"f1": pytest.approx(0.8)}
@@ -119,14 +119,7 @@ async def test_detach_and_attach_on_the_ssh_runner_with_a_shared_tracking_server
     try:
         overrides = ["params.sleep=1.5", "params.epochs=3", f"mlflow.tracking_uri={server.url}"]
         session = Session(load_config(ssh_repo / "tb.yaml", overrides), root=ssh_repo)
-        detached: list[bool] = []
-
-        def on_event(event: ev.Event) -> None:
-            if isinstance(event, ev.LogLines) and any(line.startswith("epoch 1") for line in event.lines):
-                detached.append(session.detach())
-
-        session.subscribe(on_event)
-        outcome = await asyncio.wait_for(session.run(), 120)
+        outcome, detached = await run_acting_at(session, "epoch 1", session.detach)
         assert detached == [True] and outcome is ExitCode.DETACHED
         (record,) = records(ssh_repo)
         assert record["status"] == "detached" and remote_jobs(record["run_id"]), "detach must leave the job running"
@@ -145,21 +138,13 @@ async def test_detach_and_attach_on_the_ssh_runner_with_a_shared_tracking_server
 
 
 async def test_a_forwarded_tracking_store_cannot_be_detached_and_says_why(ssh_repo: Path) -> None:
-    import asyncio
 
-    from backend import events as ev
     from backend.config import load_config
     from backend.session import Session
 
     session = Session(load_config(ssh_repo / "tb.yaml", ["params.sleep=0.5", "params.epochs=2"]), root=ssh_repo)
-    answers: list[tuple[bool, str]] = []
-
-    def on_event(event: ev.Event) -> None:
-        if isinstance(event, ev.LogLines) and any(line.startswith("epoch 1") for line in event.lines):
-            answers.append((session.detach(), session.detach_blocker))
-
-    session.subscribe(on_event)
-    assert await asyncio.wait_for(session.run(), 120) is ExitCode.OK
+    outcome, answers = await run_acting_at(session, "epoch 1", lambda: (session.detach(), session.detach_blocker))
+    assert outcome is ExitCode.OK
     assert answers and answers[0][0] is False and "SSH forward" in answers[0][1]
 
 

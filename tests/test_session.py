@@ -17,7 +17,7 @@ from backend.exitcodes import ExitCode
 from backend.session import Session
 from backend.store import RunStore
 from backend.tracking import Tracking
-from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_cli
+from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_acting_at, run_cli
 
 
 def records(repo: Path) -> list[dict]:
@@ -246,17 +246,8 @@ def test_secrets_never_reach_events_or_the_report(tiny_repo: Path, monkeypatch: 
 
 
 async def test_detach_leaves_the_job_running_and_attach_finishes_the_run(tiny_repo: Path) -> None:
-    import asyncio
-
     session = Session(load_config(tiny_repo / "tb.yaml", ["params.sleep=1.5", "params.epochs=3"]), root=tiny_repo)
-    detached: list[bool] = []
-
-    def on_event(event: ev.Event) -> None:
-        if isinstance(event, ev.LogLines) and any(line.startswith("epoch 1") for line in event.lines):
-            detached.append(session.detach())
-
-    session.subscribe(on_event)
-    outcome = await asyncio.wait_for(session.run(), 120)
+    outcome, detached = await run_acting_at(session, "epoch 1", session.detach)
     assert detached == [True] and outcome is ExitCode.DETACHED
     (record,) = records(tiny_repo)
     assert record["status"] == "detached" and record["stages"]["train"]["state"] == "running"

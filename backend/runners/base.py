@@ -80,8 +80,8 @@ class Runner(Protocol):
     async def tail(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         """Up to ``limit`` bytes of the job's log from ``offset``; b"" when there is nothing new.
 
-        Remote runners reconnect (with backoff) and retry on their own, and mirror
-        what they read into ``<run_dir>/<name>.log`` so the full log is on disk here.
+        Remote runners reconnect (with backoff) and retry on their own. The session
+        keeps the lines it reads, masked, in ``<run_dir>/<name>.log``.
         """
 
     async def status(self, handle: JobHandle) -> JobStatus: ...

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import io
 import os
@@ -199,13 +198,10 @@ class SshRunner:
     kind = "ssh"
 
     def __init__(self, target: SshTarget, run_dir: Path, run_id: str, remote_dir: str = "~/.trainboard/runs",
-                 reconnect_timeout: float = 300.0, kind: str = "ssh", mirror: bool = False) -> None:
+                 reconnect_timeout: float = 300.0, kind: str = "ssh") -> None:
         if not RUN_ID.match(run_id):
             raise RunnerError(f"bad run id {run_id!r}")
         self.target = target
-        # mirror: keep a byte-exact copy of each log in <run_dir>/<name>.log. The session
-        # leaves it off: it writes that file itself, with secrets masked.
-        self.mirror = mirror
         self.run_dir = Path(run_dir)
         self.run_id = run_id
         self.remote_dir = remote_dir
@@ -230,9 +226,6 @@ class SshRunner:
         self._open_lock = asyncio.Lock()
         self._sftp_lock = asyncio.Lock()
         self._prefetch: dict[str, collections.deque[_Prefetch]] = {}  # log path -> reads under way, in order
-        self._mirrors: dict[str, int] = {}  # job name -> fd of <run_dir>/<name>.log
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # writes the mirrors
-        self._mirror_error: OSError | None = None
         self._stray: set[asyncio.Task[bytes]] = set()  # reads no longer wanted, left to finish
         self._forwards: dict[int, int] = {}  # local port -> port on the host
         self._listeners: dict[int, asyncssh.SSHListener] = {}
@@ -397,22 +390,28 @@ class SshRunner:
                                            details=self.details))
             self._publish(ev.Notice(f"lost the connection to {self._address} ({reason}): reconnecting"))
             started = time.monotonic()
-            deadline = started + self.reconnect_timeout
-            delay = BACKOFF_START
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    await self._open(min(self.target.connect_timeout, max(remaining, 0.05)))
-                    break
-                except _Unreachable as exc:
-                    if time.monotonic() + delay >= deadline:
-                        raise RunnerError(f"lost the connection to {self._address} and could not reconnect "
-                                          f"within {self.reconnect_timeout:g} s: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_CAP)
+            await self._open_with_backoff(
+                started + self.reconnect_timeout, BACKOFF_START, 2.0, BACKOFF_CAP,
+                f"lost the connection to {self._address} and could not reconnect "
+                f"within {self.reconnect_timeout:g} s")
             self._publish(ev.RunnerChanged(state="ready", kind=self.kind, address=self._address,
                                            details=self.details))
             self._publish(ev.Notice(f"reconnected to {self._address} after {time.monotonic() - started:.1f} s"))
+
+    async def _open_with_backoff(self, deadline: float, delay: float, factor: float, cap: float,
+                                 failure: str) -> None:
+        """Connection attempts until one succeeds, waiting longer after each (up to ``cap``);
+        RunnerError(``failure``: the last reason) once ``deadline`` (monotonic) would pass."""
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                await self._open(min(self.target.connect_timeout, max(remaining, 0.05)))
+                return
+            except _Unreachable as exc:
+                if time.monotonic() + delay >= deadline:
+                    raise RunnerError(f"{failure}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * factor, cap)
 
     def _is_lost(self, exc: BaseException, gen: int) -> bool:
         if isinstance(exc, (_Lost, *_LOST)):
@@ -464,20 +463,11 @@ class SshRunner:
         A host key that is unknown or does not match fails at once (HostKeyError).
         """
         deadline = time.monotonic() + timeout
-        delay = 0.25
         async with self._lock:
             if self._conn is not None and self._client is not None and not self._client.lost:
                 return
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    await self._open(min(self.target.connect_timeout, max(remaining, 0.05)))
-                    return
-                except _Unreachable as exc:
-                    if time.monotonic() + delay >= deadline:
-                        raise RunnerError(f"{self._address} did not accept SSH within {timeout:g} s: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
+            await self._open_with_backoff(deadline, 0.25, 1.5, 2.0,
+                                          f"{self._address} did not accept SSH within {timeout:g} s")
 
     # -- the runner protocol ------------------------------------------------------------------------------------
 
@@ -586,9 +576,6 @@ class SshRunner:
             f"printf '{MARK}pid=%s\\n' \"$(cat {q(p['pid'])} 2>/dev/null)\"\n"
         )
         self._forget_log(p["log"])
-        await self._flush_mirrors()  # no write of a previous job's log lands after the truncation
-        if self.mirror:
-            self._open_mirror(spec.name, truncate=True)
         status, out, err = await self.execute(command, input=script)
         pid_text = _marked(_text(out)).get("pid", "")
         if status != 0 or not pid_text.isdigit() or int(pid_text) <= 1:
@@ -677,7 +664,7 @@ class SshRunner:
             queue.append(_Prefetch(at, limit, task))
 
     async def tail(self, handle: JobHandle, offset: int, limit: int) -> bytes:
-        """Up to ``limit`` bytes of the log from ``offset`` (b"" when nothing is new), mirrored here.
+        """Up to ``limit`` bytes of the log from ``offset`` (b"" when nothing is new).
 
         A full read keeps the next ``read_ahead`` reads under way (read-ahead), so
         the transfer of the next chunks overlaps the caller's work on this one.
@@ -700,52 +687,9 @@ class SshRunner:
             data = data or None  # nothing then: read again, the log may have grown since
         if data is None:
             data = await self._retry(lambda conn: self._read(conn, self._gen, path, offset, limit))
-        if data:
-            if self.mirror:
-                self._mirror(handle.name, offset, data)
-            if len(data) == limit:
-                self._read_ahead(path, offset + len(data), limit)
+        if data and len(data) == limit:
+            self._read_ahead(path, offset + len(data), limit)
         return data
-
-    def _open_mirror(self, name: str, truncate: bool = False) -> int:
-        fd = self._mirrors.get(name)
-        if fd is not None and not truncate:
-            return fd
-        if fd is not None:
-            os.close(fd)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0)
-        fd = os.open(self.run_dir / f"{name}.log", flags, 0o644)
-        self._mirrors[name] = fd
-        return fd
-
-    def _mirror(self, name: str, offset: int, data: bytes) -> None:
-        """The bytes read, at the same offset of ``<run_dir>/<name>.log``: the full log, here.
-
-        Written by a worker thread, off the event loop (pwrite releases the GIL);
-        detach() and teardown() wait for it. A failed write fails the next tail().
-        """
-        if self._mirror_error is not None:
-            raise RunnerError(f"could not write the log's copy in {self.run_dir}: {self._mirror_error}")
-        fd = self._open_mirror(name)
-        if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ssh-log-mirror")
-        self._writer.submit(self._pwrite, fd, offset, data)
-
-    def _pwrite(self, fd: int, offset: int, data: bytes) -> None:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view, offset = view[written:], offset + written
-        except OSError as exc:
-            self._mirror_error = exc
-
-    async def _flush_mirrors(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await asyncio.get_running_loop().run_in_executor(writer, lambda: None)  # after every write before it
-            writer.shutdown(wait=False)
 
     async def status(self, handle: JobHandle) -> JobStatus:
         """Running or not, the exit code, and the host's interruption notice.
@@ -890,7 +834,6 @@ class SshRunner:
         self._prefetch.clear()
         for task in list(self._reforwards):
             task.cancel()
-        await self._flush_mirrors()
         conn, self._conn = self._conn, None
         self._sftp = None
         self._files.clear()
@@ -899,10 +842,6 @@ class SshRunner:
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 2.0)
-        for fd in self._mirrors.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._mirrors.clear()
 
     async def detach(self) -> None:
         """Close the connection; the job, its run folder and the host stay as they are."""
