@@ -12,7 +12,15 @@ from pathlib import Path
 
 from backend import ci
 from backend.config import RunConfig
-from backend.github import GithubSettings, PublishResult, RunInfo, check, outputs_for_run, publish_run
+from backend.github import (
+    GithubSettings,
+    PublishError,
+    PublishResult,
+    RunInfo,
+    check,
+    outputs_for_run,
+    publish_run,
+)
 
 
 def settings_for(config: RunConfig) -> GithubSettings:
@@ -29,8 +37,6 @@ def publishes_at_the_end(config: RunConfig, env: Mapping[str, str] | None = None
 
 def blocker(config: RunConfig, root: Path, env: Mapping[str, str] | None = None) -> str:
     """Why a pull request cannot be published from here; "" when it can (no network used)."""
-    from backend.github import PublishError
-
     try:
         check(settings_for(config), root, env)
     except PublishError as exc:

@@ -161,6 +161,7 @@ class Session:
         self._runner_state = ""  # the runner's last state as the views show it
         self._publish_at_end = False  # github.publish says so, and the check found a token and a repo
         self._publishing = False
+        self._settings_blocker: str | None = None  # what pull_request_blocker found in the settings
         self._dvc: Any = None  # the repository's DVC project (backend.dvc.DvcProject) when DVC is in use
         self._dvc_remote = ""
         self._dvc_files: dict[str, Path] = {}  # pointer, lock, metrics and .gitignore files brought back
@@ -461,7 +462,9 @@ class Session:
             return "the pull request is being published"
         if self.record is None or self.record.get("status") not in ("succeeded", "gate-failed"):
             return "the pull request opens once the run has finished with a result"
-        return pr_blocker(self.config, self.root)
+        if self._settings_blocker is None:  # token and repository: asked of git once, not on every redraw
+            self._settings_blocker = pr_blocker(self.config, self.root)
+        return self._settings_blocker
 
     async def open_pull_request(self) -> ev.PullRequestOpened | None:
         """Open or update the finished run's pull request (the dashboard's p); errors become events."""
