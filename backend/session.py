@@ -382,7 +382,10 @@ class Session:
         except dvc.DvcError as exc:
             raise ConfigError(f"dvc.yaml: {exc}", file=str(self.root / "dvc.yaml"),
                               fix="fix the dvc.yaml (`dvc status` shows what DVC thinks of it)") from None
-        if not (project.has_pipeline or cfg.dvc.outputs):
+        # A DVC project: a .dvc/ at the root, or a dvc.yaml where the job runs. A dvc.yaml
+        # elsewhere in a repository without .dvc/ (an example in a subfolder) is not this run's.
+        here = {"dvc.yaml", (Path(cfg.job.workdir) / "dvc.yaml").as_posix()}
+        if not (cfg.dvc.outputs or project.has_dvc_dir or here & set(project.dvc_yamls)):
             return
         try:
             remote = dvc.check_remote(cfg.dvc.remote or dvc.default_remote(self.root))

@@ -89,3 +89,16 @@ def test_a_folder_remote_is_refused_for_a_remote_runner(dvc_repo: Path) -> None:
     assert proc.returncode == ExitCode.CONFIG_ERROR
     assert "dvc.remote" in proc.stderr and "s3://" in proc.stderr
     assert not (dvc_repo / ".trainboard" / "runs").exists()
+
+
+def test_a_dvc_yaml_in_another_folder_of_a_repository_without_dvc_is_not_this_runs(repo: Path) -> None:
+    """Like this repository's examples/dvc: the job at the root does not become a DVC run."""
+    (repo / "examples" / "pipeline").mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "dvc" / "dvc.yaml", repo / "examples" / "pipeline" / "dvc.yaml")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "an example pipeline")
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=repo)
+    assert proc.returncode == ExitCode.OK, proc.stdout[-3000:] + proc.stderr
+    assert "dvc init" not in proc.stdout and "dvc push" not in proc.stdout and "DVC" not in proc.stdout
+    (run,) = (repo / ".trainboard" / "runs").iterdir()
+    assert not (run / "dvc.log").exists() and "dvc_files" not in json.loads((run / "record.json").read_text())
