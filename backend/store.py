@@ -1,16 +1,30 @@
-"""Run records on disk: everything a run produced, under .trainboard/runs/<run-id>/."""
+"""Run records on disk: everything a run produced, under .trainboard/runs/<run-id>/.
+
+A record never holds a secret: its ``config`` and ``overrides`` are kept masked
+(backend.redact.mask_config), and every string in it passes the run's Redactor
+(by default: the secret-named variables of this environment and token shapes)
+each time it is written.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RECORD = "record.json"
+Masker = Callable[[Any], Any]  # a JSON-like value -> the same with secrets masked (Redactor.data)
+# Space set aside in each live run's folder, freed when the disk fills so that the
+# record's last writes (the outcome, the errors) still land; removed when the run ends.
+RESERVE = ".reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 def new_run_id() -> str:
@@ -23,6 +37,8 @@ class RunRecord:
 
     path: Path  # the run's folder
     data: dict[str, Any]
+    # Masks every string before it is written; None: this environment's secrets and token shapes.
+    redact: Masker | None = field(default=None, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
@@ -36,9 +52,33 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
+        text = json.dumps(self.data, indent=2, default=str)
+        try:
+            self._write(text)
+        except OSError as exc:
+            # A full disk: give back the space set aside when the run began, so that the
+            # record can still say how the run ended; then try once more.
+            if exc.errno != errno.ENOSPC or not self.release_reserve():
+                raise
+            self._write(text)
+
+    def _write(self, text: str) -> None:
         tmp = self.path / (RECORD + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path / RECORD)
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self.path / RECORD)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def release_reserve(self) -> bool:
+        """Delete the run's reserve file; whether there was one to free."""
+        try:
+            (self.path / RESERVE).unlink()
+            return True
+        except OSError:
+            return False
 
 
 class RunStore:
@@ -49,6 +89,8 @@ class RunStore:
     def create(self, run_id: str, **fields: Any) -> RunRecord:
         path = self.runs / run_id
         path.mkdir(parents=True, exist_ok=False)
+        with open(path / RESERVE, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
         record = RunRecord(path=path, data={"run_id": run_id, "created_at": time.time(), **fields})
         record.save()
         return record
