@@ -33,8 +33,9 @@ import socket
 import tarfile
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +50,11 @@ T = TypeVar("T")
 BACKOFF_START = 0.05  # seconds before the first reconnect attempt
 BACKOFF_CAP = 0.5  # the longest wait between attempts: a host that is back is found within this
 KEEPALIVE_COUNT_MAX = 3  # unanswered keepalives before the connection counts as lost
+STALL_TIMEOUT = 10.0  # default: seconds without an answer before a connection counts as lost (see _watch)
+PROBE_EVERY = 2.0  # at most this long between two probes of a connection that has said nothing
+MAX_ATTEMPTS = 4  # connection attempts under way at once while reconnecting (see _open_with_backoff)
+RELAY_WAIT = 60.0  # seconds a job's connection waits at the relay for a forward (see forward_relay.py)
+RELAY_SOURCE = "forward_relay.py"  # package data, run on the host with its python3
 SMALL_FILE = 65536  # bytes read of an exit code, interruption notice or /proc file
 READ_AHEAD = 2  # chunks read ahead of the caller (see SshRunner.tail)
 PID_WAIT_STEPS = 200  # x 0.025 s: how long start() waits for the job to write its pid
@@ -104,12 +110,14 @@ class SshTarget:
     config_path: str | None = None  # ssh config file; None = ~/.ssh/config if it exists
     keepalive: float = 15.0
     connect_timeout: float = 20.0
+    stall_timeout: float = STALL_TIMEOUT  # no answer this long: the connection is dropped and made again
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "host": self.host, "port": self.port, "user": self.user, "client_keys": self.client_keys,
             "known_hosts": self.known_hosts, "host_keys": list(self.host_keys), "config_path": self.config_path,
             "keepalive": self.keepalive, "connect_timeout": self.connect_timeout,
+            "stall_timeout": self.stall_timeout,
         }
 
     @classmethod
@@ -119,6 +127,7 @@ class SshTarget:
             client_keys=data.get("client_keys"), known_hosts=data.get("known_hosts"),
             host_keys=list(data.get("host_keys") or []), config_path=data.get("config_path"),
             keepalive=float(data.get("keepalive", 15.0)), connect_timeout=float(data.get("connect_timeout", 20.0)),
+            stall_timeout=float(data.get("stall_timeout", STALL_TIMEOUT)),
         )
 
 
@@ -230,6 +239,11 @@ class SshRunner:
         self._forwards: dict[int, int] = {}  # local port -> port on the host
         self._listeners: dict[int, asyncssh.SSHListener] = {}
         self._reforwards: set[asyncio.Task[None]] = set()
+        self._relay_port = 0  # the relay's port on the host (0: no relay, the job uses the forward itself)
+        self._watch_task: asyncio.Task[None] | None = None  # the connection's health check (see _watch)
+        self._heard = 0.0  # monotonic time of the last answer from the host
+        self._bulk = 0  # bulk transfers under way (their data may queue a probe's answer behind it)
+        self._gave_up: tuple[int, str] | None = None  # (generation, why): a reconnect that failed for good
 
     @classmethod
     def from_config(cls, cfg: Any, run_dir: Path, run_id: str) -> SshRunner:
@@ -243,6 +257,7 @@ class SshRunner:
             config_path=_expand(cfg.ssh_config),
             keepalive=float(cfg.keepalive_seconds),
             connect_timeout=float(cfg.connect_timeout),
+            stall_timeout=float(cfg.stall_timeout),
         )
         return cls(target, run_dir, run_id, remote_dir=cfg.remote_dir, reconnect_timeout=float(cfg.reconnect_timeout))
 
@@ -327,6 +342,10 @@ class SshRunner:
 
     async def _open(self, timeout: float) -> None:
         """One connection attempt; on success it becomes the runner's connection."""
+        self._adopt(*await self._attempt(timeout))
+
+    async def _attempt(self, timeout: float) -> tuple[asyncssh.SSHClientConnection, _Client]:
+        """One connection attempt: the connection, not yet the runner's."""
         kwargs = await self._connect_kwargs()
         client = _Client()
         try:
@@ -346,13 +365,20 @@ class SshRunner:
             elif isinstance(exc, socket.gaierror):
                 reason = f"unknown host name ({exc})"
             raise _Unreachable(f"could not connect to {self._address}: {reason}") from exc
+        return conn, client
+
+    def _adopt(self, conn: asyncssh.SSHClientConnection, client: _Client) -> None:
+        """``conn`` becomes the runner's connection: watched, with its forwards made again."""
         self._conn, self._client = conn, client
         self._gen += 1
         self._connected_once = True
+        self._gave_up = None
         self._sftp = None
         self._files.clear()
+        self._heard = time.monotonic()
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch(conn, self._gen))
         for local_port, remote_port in list(self._forwards.items()):
-            await self._reforward(conn, local_port, remote_port)
+            self._reforward(conn, local_port, remote_port)
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -385,33 +411,135 @@ class SshRunner:
         async with self._lock:
             if self._gen != gen and self._conn is not None and self._client is not None and not self._client.lost:
                 return  # another caller has reconnected already
+            if self._gave_up is not None and self._gave_up[0] == gen:
+                raise RunnerError(self._gave_up[1])  # tried for reconnect_timeout already: not again
             self._drop_connection()
             self._publish(ev.RunnerChanged(state="reconnecting", kind=self.kind, address=self._address,
                                            details=self.details))
             self._publish(ev.Notice(f"lost the connection to {self._address} ({reason}): reconnecting"))
             started = time.monotonic()
-            await self._open_with_backoff(
-                started + self.reconnect_timeout, BACKOFF_START, 2.0, BACKOFF_CAP,
-                f"lost the connection to {self._address} and could not reconnect "
-                f"within {self.reconnect_timeout:g} s")
+            try:
+                await self._open_with_backoff(
+                    started + self.reconnect_timeout, BACKOFF_START, 2.0, BACKOFF_CAP,
+                    f"lost the connection to {self._address} and could not reconnect "
+                    f"within {self.reconnect_timeout:g} s")
+            except RunnerError as exc:
+                self._gave_up = (gen, str(exc))
+                raise
             self._publish(ev.RunnerChanged(state="ready", kind=self.kind, address=self._address,
                                            details=self.details))
             self._publish(ev.Notice(f"reconnected to {self._address} after {time.monotonic() - started:.1f} s"))
 
     async def _open_with_backoff(self, deadline: float, delay: float, factor: float, cap: float,
                                  failure: str) -> None:
-        """Connection attempts until one succeeds, waiting longer after each (up to ``cap``);
-        RunnerError(``failure``: the last reason) once ``deadline`` (monotonic) would pass."""
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                await self._open(min(self.target.connect_timeout, max(remaining, 0.05)))
+        """Connection attempts until one succeeds, a new one every ``delay`` s (growing by ``factor``
+        up to ``cap``); RunnerError(``failure``: the last reason) once ``deadline`` (monotonic) has passed.
+
+        An attempt that hangs (a host that does not answer yet: packets dropped, a blackhole)
+        does not hold the next one back: up to MAX_ATTEMPTS are under way at once, the oldest
+        given up for a new one, so that an attempt made after the network heals gets through
+        at once rather than after connect_timeout.
+        """
+        pending: dict[asyncio.Task[tuple[asyncssh.SSHClientConnection, _Client]], float] = {}
+        last = "no answer"
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                now = time.monotonic()
+                remaining = deadline - now
+                if remaining <= 0 and not pending:
+                    raise RunnerError(f"{failure}: {last}")
+                if remaining > 0:
+                    if len(pending) >= MAX_ATTEMPTS:
+                        oldest = min(pending, key=pending.__getitem__)
+                        del pending[oldest]
+                        _abandon(oldest)
+                    attempt = loop.create_task(self._attempt(min(self.target.connect_timeout, max(remaining, 0.05))))
+                    pending[attempt] = now
+                tick = now + delay
+                while True:
+                    left = tick - time.monotonic() if remaining > 0 else None
+                    if left is not None and left <= 0:
+                        break
+                    if not pending:
+                        if left is not None:
+                            await asyncio.sleep(left)
+                        break
+                    done, _ = await asyncio.wait(set(pending), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    if not done:
+                        break
+                    for task in done:
+                        del pending[task]
+                    made = [task.result() for task in done if task.exception() is None]
+                    if made:
+                        self._adopt(*made[0])
+                        for extra, _client in made[1:]:
+                            extra.close()
+                        return
+                    for task in done:
+                        exc = task.exception()
+                        if exc is not None and not isinstance(exc, _Unreachable):
+                            raise exc  # a host key or settings problem: final
+                        last = str(exc)
+                delay = min(delay * factor, cap)
+        finally:
+            for task in pending:
+                _abandon(task)
+
+    async def _watch(self, conn: asyncssh.SSHClientConnection, gen: int) -> None:
+        """The connection's health check, for as long as it is the runner's.
+
+        Keepalives alone find a dead connection only after ``keepalive`` x 3 seconds (a
+        blackhole: packets dropped, a NAT or VPN that forgot the session) and say nothing
+        meanwhile. Here, whenever the host has said nothing for a moment, an SFTP stat
+        probes it; when nothing at all has come back from it (the log's reads count too)
+        for ``stall_timeout`` seconds, the connection is dropped, the views are told
+        (RunnerChanged "reconnecting" and a notice with the reason), and it is made again
+        with the usual backoff. A connection that ends (a cut) is made again at once too.
+        """
+        stall = self.target.stall_timeout
+        every = min(PROBE_EVERY, stall / 3)
+        loop = asyncio.get_running_loop()
+        while self._conn is conn:
+            quiet = time.monotonic() - self._heard
+            if quiet < every:
+                await asyncio.sleep(every - quiet)
+                continue
+            probe = loop.create_task(self._probe(conn, gen))
+            probe.add_done_callback(_retrieve)
+            while not probe.done():
+                await asyncio.wait({probe}, timeout=min(0.25, every))
+                if self._conn is not conn:
+                    return
+                if not probe.done() and time.monotonic() - self._heard >= stall and not self._bulk:
+                    await self._recover_in_background(gen, f"no answer from the host for {stall:g} s")
+                    return
+            if self._client is not None and self._client.lost and self._conn is conn:
+                await self._recover_in_background(gen, "the connection was closed")
                 return
-            except _Unreachable as exc:
-                if time.monotonic() + delay >= deadline:
-                    raise RunnerError(f"{failure}: {exc}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * factor, cap)
+
+    @contextlib.contextmanager
+    def _bulk_transfer(self) -> Iterator[None]:
+        """While a large transfer runs, a probe's answer may queue behind its data: keepalives judge then."""
+        self._bulk += 1
+        try:
+            yield
+        finally:
+            self._bulk -= 1
+            self._heard = time.monotonic()
+
+    async def _probe(self, conn: asyncssh.SSHClientConnection, gen: int) -> None:
+        if self._gen != gen:
+            return
+        sftp = await self._sftp_client(conn, gen)
+        await sftp.stat(self.run_folder or ".")
+        if self._conn is conn:
+            self._heard = time.monotonic()
+
+    async def _recover_in_background(self, gen: int, reason: str) -> None:
+        """_recover for the health check: a failure is kept (the next operation raises it), never raised here."""
+        with contextlib.suppress(RunnerError):
+            await self._recover(gen, reason)
 
     def _is_lost(self, exc: BaseException, gen: int) -> bool:
         if isinstance(exc, (_Lost, *_LOST)):
@@ -536,13 +664,14 @@ class SshRunner:
         self._require_provisioned()
         data = await asyncio.to_thread(_build_tar, Path(source), files, extra)
         ws = shlex.quote(self.workspace)
-        status, _, err = await self.execute(f"mkdir -p {ws} && tar -xzf - --no-same-owner -C {ws}", input=data)
+        with self._bulk_transfer():
+            status, _, err = await self.execute(f"mkdir -p {ws} && tar -xzf - --no-same-owner -C {ws}", input=data)
         if status != 0:
             raise RunnerError(f"could not unpack the code on {self._address}: {_text(err).strip()}")
 
     def _paths(self, name: str) -> dict[str, str]:
         base = posixpath.join(self.run_folder, name)
-        return {k: f"{base}.{k}" for k in ("sh", "log", "exit", "pid")}
+        return {k: f"{base}.{k}" for k in ("sh", "log", "exit", "pid", "env")}
 
     async def start(self, spec: JobSpec) -> JobHandle:
         """Write the job's wrapper and start it detached (setsid); its pid, log and exit-file paths."""
@@ -557,9 +686,11 @@ class SshRunner:
         nonce = secrets.token_hex(8)
         env = {"PYTHONUNBUFFERED": "1", **spec.env}
         header, _, body = job_script(spec, workdir, p["log"], p["exit"], p["pid"]).partition("\n")
-        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-        script = f"{header}\n# trainboard job {nonce}\n{exports}{body}".encode()
         q = shlex.quote
+        # The values (job.env, forwarded MLflow credentials) are in a 0600 file the wrapper
+        # sources, never in the wrapper itself; teardown removes it (detach leaves it for attach).
+        await self._write_env(p["env"], env)
+        script = f"{header}\n# trainboard job {nonce}\n. {q(p['env'])} || exit 95\n{body}".encode()
         sh, tmp = q(p["sh"]), q(p["sh"] + ".tmp")
         # Idempotent, so that it can run again after a drop: a wrapper carrying this
         # start's nonce is in place only once the job has been started.
@@ -624,12 +755,18 @@ class SshRunner:
         except asyncssh.SFTPNoSuchFile:
             return b""
         block = fh.read_len or limit
+
+        async def answered(size: int, at: int) -> bytes | str:
+            data = await fh.read(size, at)
+            self._heard = time.monotonic()  # a slow link's reads keep the health check content
+            return data
+
         if limit <= block:
-            data = await fh.read(limit, offset)
+            data = await answered(limit, offset)
             return data if isinstance(data, bytes) else data.encode()
         # The blocks at once (asyncssh's own parallel read leaves failed requests unretrieved
         # when the connection drops); contiguous up to the first short block.
-        parts = await asyncio.gather(*(fh.read(min(block, limit - at), offset + at) for at in range(0, limit, block)),
+        parts = await asyncio.gather(*(answered(min(block, limit - at), offset + at) for at in range(0, limit, block)),
                                      return_exceptions=True)
         out = bytearray()
         for at, part in zip(range(0, limit, block), parts, strict=True):
@@ -768,7 +905,8 @@ class SshRunner:
             f"[ -e {q(base)} ] || [ -L {q(base)} ] || exit 44\n"
             f"exec tar -cf - -- {q(base)}\n"
         )
-        status, out, err = await self.execute(script)
+        with self._bulk_transfer():
+            status, out, err = await self.execute(script)
         if status == 44:
             return False
         if status != 0:
@@ -782,48 +920,124 @@ class SshRunner:
     # -- port forwarding ------------------------------------------------------------------------------------------
 
     async def forward(self, port: int) -> int:
-        """Listen on 127.0.0.1:<port P> on the host, forwarding to 127.0.0.1:``port`` here; P.
+        """Make 127.0.0.1:``port`` here reachable from the host; the port the job uses there.
 
-        The forward is re-established on the same P after every reconnect.
+        The job talks to a relay in the run folder (forward_relay.py, run with the host's
+        python3), whose port stays the same for the whole run. Behind it, the SSH forward's
+        own port may change: after a reconnect it is a new one (the host may still hold the
+        old one for a half-open session), and so after an attach, in a new process; each
+        time it is written to the run folder's forward.port, which the relay re-reads.
+        Without python3 on the host, the job uses the forward's port itself, asked for again
+        after each reconnect.
         """
         if port in self._forwards:
-            return self._forwards[port]
-
-        async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
-            return await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", port)
-
-        listener = await self._retry(listen)
+            return self._relay_port or self._forwards[port]
+        self._require_provisioned()
+        self._relay_port = await self._start_relay()
+        listener = await self._retry(lambda conn: self._listen(conn, port, 0))
         remote = listener.get_port()
         self._forwards[port] = remote
         self._listeners[port] = listener
-        return remote
+        if self._relay_port:
+            await self._retry(lambda conn: self._point_relay(conn, remote))
+        return self._relay_port or remote
 
-    async def _reforward(self, conn: asyncssh.SSHClientConnection, local_port: int, remote_port: int) -> None:
-        """The forward again on a new connection; in the background while the host still holds the port."""
+    async def _listen(self, conn: asyncssh.SSHClientConnection, local_port: int,
+                      remote_port: int) -> asyncssh.SSHListener:
+        """127.0.0.1:``remote_port`` (0: any) on the host, forwarded to 127.0.0.1:``local_port`` here."""
         try:
-            self._listeners[local_port] = await conn.forward_remote_port("127.0.0.1", remote_port,
-                                                                         "127.0.0.1", local_port)
-            return
-        except (OSError, asyncssh.Error):
-            pass
+            return await conn.forward_remote_port("127.0.0.1", remote_port, "127.0.0.1", local_port)
+        except asyncssh.ChannelListenError as exc:  # not an asyncssh.Error: caught here, never a traceback
+            raise RunnerError(
+                f"{self._address} refused to forward port {remote_port or '(any)'} on its 127.0.0.1 to this "
+                f"machine ({exc}): its sshd must allow it (AllowTcpForwarding yes in sshd_config), or set "
+                "mlflow.tracking_uri to a tracking server both sides reach") from exc
+
+    async def _point_relay(self, conn: asyncssh.SSHClientConnection, remote_port: int) -> None:
+        """Tell the relay the forward's port now (with a new generation: connections through an
+        older forward lead to an SSH session that is gone, and the relay closes them)."""
+        generation = time.time_ns() // 1_000_000  # grows across processes too (an attach)
+        folder = shlex.quote(self.run_folder)
+        status, _, err = await self._run(
+            conn, f"cd {folder} && printf '%s %s\\n' {remote_port} {generation} > forward.port.tmp && "
+                  "mv -f forward.port.tmp forward.port")
+        if status != 0:
+            raise RunnerError(f"could not write {self.run_folder}/forward.port on {self._address}: "
+                              f"{_text(err).strip() or f'exit status {status}'}")
+
+    async def _start_relay(self) -> int:
+        """The run folder's relay, started unless it runs already; its port (0: no python3 on the host).
+
+        A relay started again (after a reboot, say) listens on the port it had when that is free.
+        """
+        source = resources.files("backend.runners").joinpath(RELAY_SOURCE).read_bytes()
+        q = shlex.quote
+        script = (
+            f"cd {q(self.run_folder)} || exit 97\n"
+            f"cat > {RELAY_SOURCE}.tmp && mv -f {RELAY_SOURCE}.tmp {RELAY_SOURCE} || exit 96\n"
+            "if [ -s relay.pid ] && kill -0 \"$(cat relay.pid)\" 2>/dev/null && [ -s relay.port ]; then\n"
+            f"  printf '{MARK}relay=%s\\n' \"$(cat relay.port)\"; exit 0\n"
+            "fi\n"
+            f"command -v python3 >/dev/null 2>&1 || {{ printf '{MARK}relay=none\\n'; exit 0; }}\n"
+            "old=$(cat relay.port 2>/dev/null); rm -f relay.port\n"
+            f"(setsid python3 {RELAY_SOURCE} \"$PWD\" --port \"${{old:-0}}\" --wait {RELAY_WAIT:g}"
+            " </dev/null >>relay.log 2>&1 &)\n"
+            f"i=0; while [ ! -s relay.port ] && [ $i -lt {PID_WAIT_STEPS} ]; do sleep 0.025; i=$((i+1)); done\n"
+            f"printf '{MARK}relay=%s\\n' \"$(cat relay.port 2>/dev/null)\"\n"
+        )
+        status, out, err = await self.execute(script, input=source)
+        value = _marked(_text(out)).get("relay", "")
+        if value == "none":
+            self._publish(ev.Notice(
+                f"no python3 on {self._address}: the job reaches MLflow through the SSH forward's own port, "
+                "so after a reconnect it waits until the host lets go of that port"))
+            return 0
+        if status != 0 or not value.isdigit():
+            why = _text(err).strip() or f"exit status {status}"
+            raise RunnerError(f"could not start the MLflow relay on {self._address} ({why}): "
+                              f"see {self.run_folder}/relay.log there")
+        return int(value)
+
+    def _reforward(self, conn: asyncssh.SSHClientConnection, local_port: int, remote_port: int) -> None:
+        """The forward again on a new connection, in the background (the log resumes meanwhile).
+
+        With the relay: any free port, then written to forward.port. Without: the same
+        port, tried again while the host still holds it for the old session. A failure
+        is said as a notice, never raised.
+        """
         gen = self._gen
 
-        async def keep_trying() -> None:
+        async def again() -> None:
             deadline = time.monotonic() + self.reconnect_timeout
+            wanted = 0 if self._relay_port else remote_port
+            problem = ""
             while self._gen == gen and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
                 try:
-                    self._listeners[local_port] = await conn.forward_remote_port(
-                        "127.0.0.1", remote_port, "127.0.0.1", local_port)
+                    listener = await self._listen(conn, local_port, wanted)
+                    self._listeners[local_port] = listener
+                    self._forwards[local_port] = listener.get_port()
+                    if self._relay_port:
+                        await self._point_relay(conn, listener.get_port())
                     return
-                except (OSError, asyncssh.Error):
-                    continue
+                except Exception as exc:  # noqa: BLE001 (whatever it is, the next attempt may pass)
+                    problem = str(exc) or type(exc).__name__
+                await asyncio.sleep(0.2)
             if self._gen == gen:
-                self._publish(ev.Notice(f"could not forward port {remote_port} on {self._address} again"))
+                self._publish(ev.Notice(f"could not forward a port on {self._address} to this machine again "
+                                        f"({problem}): the job cannot reach MLflow"))
 
-        task = asyncio.get_running_loop().create_task(keep_trying())
+        task = asyncio.get_running_loop().create_task(again())
         self._reforwards.add(task)
         task.add_done_callback(self._reforwards.discard)
+
+    async def _stop_relay(self) -> None:
+        """End the run's relay (it also ends by itself once the job has); best effort."""
+        if not self._relay_port or not self.run_folder or self._conn is None:
+            return
+        script = (f"cd {shlex.quote(self.run_folder)} 2>/dev/null || exit 0\n"
+                  "[ -s relay.pid ] && kill -TERM \"$(cat relay.pid)\" 2>/dev/null\nexit 0\n")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.execute(script, retry=False), self.target.stall_timeout)
 
     # -- letting go -------------------------------------------------------------------------------------------
 
@@ -834,6 +1048,8 @@ class SshRunner:
         self._prefetch.clear()
         for task in list(self._reforwards):
             task.cancel()
+        if self._watch_task is not None and self._watch_task is not asyncio.current_task():
+            self._watch_task.cancel()
         conn, self._conn = self._conn, None
         self._sftp = None
         self._files.clear()
@@ -853,7 +1069,25 @@ class SshRunner:
         Safe at any point, before provision() too. A job still running is not
         stopped here (the session stops it first when the run is cancelled).
         """
+        await self._stop_relay()
         await self._close()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A done callback: the task's outcome is read, so an error is never logged as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _abandon(attempt: asyncio.Task[tuple[asyncssh.SSHClientConnection, _Client]]) -> None:
+    """Give up on a connection attempt; should it have got through meanwhile, close that connection."""
+    attempt.cancel()
+
+    def closed(task: asyncio.Task[tuple[asyncssh.SSHClientConnection, _Client]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            task.result()[0].close()
+
+    attempt.add_done_callback(closed)
 
 
 def _exit_code(text: str) -> int | None:
