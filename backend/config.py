@@ -50,7 +50,8 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: true is not 1 and 1 is not true, "5" is not a number; finite numbers only.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class LocalRunnerConfig(_Strict):
@@ -167,9 +168,19 @@ class JobConfig(_Strict):
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
+                name = str(key)
+                if not _ENV_NAME.fullmatch(name):
+                    raise _SettingError(f"job.env.{name}",
+                                        f"{_visible(name)!r} is not a name an environment variable can have",
+                                        "use letters, digits and _, not starting with a digit (no '=', "
+                                        "no spaces), e.g. HF_HOME")
                 if isinstance(item, dict | list) or item is None:
-                    raise ValueError(f"env value for {key!r} must be a string or number")
-                out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+                    raise ValueError(f"env value for {_visible(name)!r} must be a string or number")
+                text = str(item).lower() if isinstance(item, bool) else str(item)
+                if "\0" in text:
+                    raise _SettingError(f"job.env.{name}", "the value holds a NUL character",
+                                        "remove it: an environment variable cannot carry one")
+                out[name] = text
             return out
         return value
 
@@ -206,8 +217,18 @@ class MlflowConfig(_Strict):
     @field_validator("tracking_uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not re.match(r"^(sqlite:///|https?://|file:|databricks|(postgresql|mysql|mssql)(\+\w+)?://)", value):
-            raise ValueError("must start with sqlite:///, http://, https://, file:, postgresql:// or mysql://")
+        if value.startswith("file:"):
+            # MLflow 3 keeps its file store in maintenance mode and refuses to open one unless
+            # MLFLOW_ALLOW_FILE_STORE=true: the run would create its MLflow run (or serve the store
+            # to a remote runner) only after the runner is up, and fail there.
+            raise _SettingError(
+                "mlflow.tracking_uri",
+                "MLflow's file store (file:) is in maintenance mode: MLflow refuses to open it, so the run "
+                "would fail after it started",
+                "use sqlite:///.trainboard/mlflow.db (`mlflow migrate-filestore` moves an existing mlruns "
+                "folder into it) or an http(s):// tracking server")
+        if not re.match(r"^(sqlite:///|https?://|databricks|(postgresql|mysql|mssql)(\+\w+)?://)", value):
+            raise ValueError("must start with sqlite:///, http://, https://, postgresql:// or mysql://")
         return value
 
     @field_validator("experiment")
@@ -421,22 +442,21 @@ def _visible(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def _unprintable_refusal(text: str, what: str) -> _Refused | None:
+def _unprintable_refusal(text: str, what: str, columns: bool = True) -> _Refused | None:
+    """A refusal of the first control character in ``text``, at its line (and column)."""
     match = _UNPRINTABLE.search(text)
     if match is None:
         return None
     index = match.start()
     line = len(_LINE_BREAK.findall(text, 0, index)) + 1
     column = index - max(text.rfind("\n", 0, index), text.rfind("\r", 0, index))
-    return _Refused(
-        f"{what} holds the control character {_char_name(match.group())} (column {column})",
-        "delete it (most editors do not show it); a config is plain text",
-        line,
-    )
+    where = f" (column {column})" if columns else ""
+    return _Refused(f"{what} holds the control character {_char_name(match.group())}{where}",
+                    "delete it (most editors do not show it); a config is plain text", line)
 
 
 try:  # libyaml scans and parses in C, about four times faster than PyYAML's Python parser
-    from yaml.cyaml import CParser as _Events
+    from yaml._yaml import CParser as _Events
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml.parser import Parser
     from yaml.reader import Reader
@@ -465,7 +485,7 @@ class _LineLoader(_Events, yaml.composer.Composer, yaml.constructor.SafeConstruc
     get_single_node = yaml.composer.Composer.get_single_node  # not libyaml's: it composes in C, uncounted
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+        event: Any = self.peek_event()
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
             anchor = str(event.anchor)
@@ -476,7 +496,7 @@ class _LineLoader(_Events, yaml.composer.Composer, yaml.constructor.SafeConstruc
                                    "(a recursive alias)",
                                    "write the value out, or anchor a value that does not contain its alias", line)
                 self._count(size, line, anchor)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[return-value]
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _Refused(f"values are nested more than {MAX_DEPTH} deep",
@@ -485,10 +505,9 @@ class _LineLoader(_Events, yaml.composer.Composer, yaml.constructor.SafeConstruc
         self._count(1, line, "")
         node = super().compose_node(parent, index)
         self.depth -= 1
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            self.sizes[str(anchor)] = self.values - before
-        return node  # type: ignore[no-any-return]
+        if event.anchor is not None:
+            self.sizes[str(event.anchor)] = self.values - before
+        return node  # type: ignore[return-value]
 
     def _count(self, size: int, line: int, alias: str) -> None:
         self.values += size
@@ -513,7 +532,7 @@ class _LineLoader(_Events, yaml.composer.Composer, yaml.constructor.SafeConstruc
             raise _Refused(f"cannot read this value: {_visible(str(exc))}",
                            "write a plain value; quote it to make it text", line) from None
         if isinstance(value, str):  # escapes in double quotes ("\0", "\x07") make what the text did not show
-            refusal = _unprintable_refusal(value, "this value")
+            refusal = _unprintable_refusal(value, "this value (through an escape)", columns=False)
             if refusal is not None:
                 refusal.line = line
                 raise refusal
@@ -551,7 +570,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
     return loader.construct_mapping(node, deep=deep)
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[type-var]
 
 
 def _parse(text: str) -> tuple[Any, dict[Path_, int]]:
@@ -822,7 +841,7 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
         if loc[: len(keys)] == keys or keys[: len(loc)] == loc:
             source = text
             break
-    return ConfigError(message, file=file, line=line, setting=".".join(loc), fix=fix, source=source)
+    return ConfigError(message, file=file, line=line, setting=_visible(".".join(loc), 120), fix=fix, source=source)
 
 
 _RUNNER_MODELS: dict[str, type[BaseModel]] = {
