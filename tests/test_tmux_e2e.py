@@ -70,14 +70,14 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Callable[[Path, list[str]], Terminal]]:
-    """Start ``trainboard ARGS`` in REPO in a 100x30 tmux session; killed at the end."""
+def terminal(tmp_path: Path) -> Iterator[Callable[..., Terminal]]:
+    """Start ``trainboard ARGS`` (or ``python -m MODULE ARGS``) in REPO in a 100x30 tmux session; killed at the end."""
     assert shutil.which("tmux"), "tmux is not installed: these tests need it (apt-get install tmux)"
     started: list[Terminal] = []
 
-    def start(repo: Path, args: list[str]) -> Terminal:
+    def start(repo: Path, args: list[str], module: str = "tui.cli") -> Terminal:
         term = Terminal(tmp_path / "tmux.sock", f"tb-{uuid.uuid4().hex[:8]}", tmp_path / f"rc-{len(started)}")
-        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "tui.cli", *args])
+        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", module, *args])
         shell = f"cd {shlex.quote(str(repo))} && {command}; echo $? > {shlex.quote(str(term.rc_file))}"
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "GITHUB_ACTIONS")}
         env.update(PYTHONPATH=str(ROOT), SHELL="/bin/sh", TERM=os.environ.get("TERM") or "xterm-256color")

@@ -86,6 +86,7 @@ class TrainboardApp(App[int]):
         super().__init__()
         self.session = session
         self.outcome: ExitCode | None = None  # set when session.run() has returned
+        self.exited_with: int | None = None  # the return code this app asked for; another one is a crash
         self._inbox: deque[ev.Event] = deque()
         self._exit_when_done = False
         self._stop_requested = ""
@@ -249,7 +250,8 @@ class TrainboardApp(App[int]):
             os.close(self._quiet_input)
             self._quiet_input = None
             self._revive_writer()
-        self.exit(return_code=int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED))
+        self.exited_with = int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED)
+        self.exit(return_code=self.exited_with)
 
     @property
     def running(self) -> bool:
