@@ -708,13 +708,15 @@ def _apply_override(data: dict[str, Any], item: str) -> Path_:
         raise ConfigError(
             f"override {_visible(item)!r} is not of the form a.b=value",
             file="--set",
+            source=shown,
             fix="write --set job.command='python train.py' or --set params.epochs=2",
         )
     dotted, _, text = item.partition("=")
     dotted = dotted.strip()
     keys = tuple(k for k in dotted.split(".") if k)
     if not keys:
-        raise ConfigError(f"override {_visible(item)!r} names no setting", file="--set", fix="write --set a.b=value")
+        raise ConfigError(f"override {_visible(item)!r} names no setting", file="--set", source=shown,
+                          fix="write --set a.b=value")
     if len(keys) > MAX_DEPTH:
         raise ConfigError(f"the setting is nested more than {MAX_DEPTH} deep", file="--set",
                           setting=_visible(dotted), source=shown, fix="name a setting of the config")
