@@ -4,6 +4,9 @@
     proxy = TcpProxy(sshd.port)            # client -> proxy -> sshd
     proxy.cut()                            # drop every connection now (both sockets closed)
     proxy.down(); ...; proxy.up()          # refuse new connections for a while
+    proxy.blackhole(); ...; proxy.resume() # pass no byte (old or new connections) for a while
+    proxy.partition(); ...; proxy.heal()   # the connections now are held forever (half-open:
+                                           # sshd keeps their sessions); new ones refused, then let in
 
 The server runs as the current user (root in CI) with public-key login only: a
 fresh ed25519 client key (``sshd.client_key``) is authorized, plus any keys the
@@ -193,12 +196,23 @@ class TcpProxy:
     ``cut()`` closes both sockets of every current connection (the client sees
     the connection lost at once); ``down()`` also stops listening, so new
     connections are refused until ``up()`` listens again on the same port.
+
+    A blackhole passes no byte either way and closes nothing: ``blackhole()``
+    holds every connection, and those that arrive meanwhile (their TCP handshake
+    succeeds, then nothing), until ``resume()``; then they go on as if nothing
+    happened (a client that gave up on one has closed its side, which ends it).
+    ``partition()`` holds the current connections forever (a half-open session:
+    sshd keeps it, and its forwarded ports, while the client has gone) and
+    refuses new ones until ``heal()``. ``cut()`` ends held connections too.
     """
 
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = (upstream_host, upstream_port)
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._held: set[tuple[socket.socket, socket.socket]] = set()  # passing nothing until resume()
+        self._lost: set[tuple[socket.socket, socket.socket]] = set()  # passing nothing, ever
+        self._blackholed = False
         self._closed = False
         self.accepted = 0  # connections relayed so far
         self.cuts = 0  # connections dropped by cut()/down()
@@ -242,6 +256,8 @@ class TcpProxy:
                     upstream.close()
                     continue
                 self._pairs.append((client, upstream))
+                if self._blackholed:
+                    self._held.add((client, upstream))
                 self.accepted += 1
             pair = (client, upstream)
             threading.Thread(target=self._pump, args=(client, upstream, pair), daemon=True).start()
@@ -249,9 +265,22 @@ class TcpProxy:
 
     def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
         try:
-            while data := src.recv(262144):
+            while True:
+                if pair in self._held or pair in self._lost:
+                    if src.fileno() < 0:
+                        break
+                    time.sleep(0.01)  # not read: what is sent waits in the buffers, unanswered
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.05)
+                if not ready:
+                    continue
+                if pair in self._held or pair in self._lost:
+                    continue
+                data = src.recv(262144)
+                if not data:
+                    break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):
             pass
         self._drop(pair)  # SSH never half-closes: one side gone ends the relay
 
@@ -259,15 +288,46 @@ class TcpProxy:
         with self._lock:
             if pair in self._pairs:
                 self._pairs.remove(pair)
+            self._held.discard(pair)
+            self._lost.discard(pair)
         for sock in pair:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def blackhole(self) -> None:
+        """Pass no byte, on the current connections or new ones, until :meth:`resume`."""
+        with self._lock:
+            self._blackholed = True
+            self._held.update(self._pairs)
+
+    def resume(self) -> None:
+        """Pass bytes again (connections held by :meth:`partition` stay held)."""
+        with self._lock:
+            self._blackholed = False
+            self._held.clear()
+
+    def partition(self) -> None:
+        """Hold the current connections forever (half-open) and refuse new ones until :meth:`heal`."""
+        with self._lock:
+            self._lost.update(self._pairs)
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+
+    def heal(self) -> None:
+        """Let new connections in again (and pass bytes on those not held forever)."""
+        self.resume()
+        self.up()
+
     def cut(self) -> int:
-        """Drop every current connection now; how many were dropped."""
+        """Drop every current connection now (held ones too); how many were dropped."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
+            self._held.clear()
+            self._lost.clear()
             self.cuts += len(pairs)
         for pair in pairs:
             for sock in pair:

@@ -18,7 +18,8 @@ In RUN_FOLDER:
     relay.port          written here once listening: the port the job uses
     relay.pid           this process
     forward.port        written by trainboard, re-read for every connection
-    relay.undelivered   one line per job connection given up (no forward for --wait s)
+    relay.undelivered   "gave-up <time>" for a job connection given up (no forward for --wait s),
+                        "delivered <time>" for the first one that got through after that
     job.pid, job.exit   the job's: the relay ends once the job has ended
 
 While no forward answers (the connection is being re-established, or
@@ -86,6 +87,7 @@ class Relay:
         self.wait = wait
         self.lock = threading.Lock()
         self.open: list[tuple[int, socket.socket, socket.socket]] = []  # (generation, job side, forward side)
+        self.gave_up = False  # a connection was given up, and none has got through since
         self.listener = self._listen(port)
         self.port = self.listener.getsockname()[1]
 
@@ -147,16 +149,25 @@ class Relay:
                 return None
             time.sleep(POLL)
 
+    def note(self, what: str) -> None:
+        try:
+            with open(os.path.join(self.folder, "relay.undelivered"), "a") as fh:
+                fh.write(f"{what} {time.time():.3f}\n")
+        except OSError:
+            pass
+
     def relay(self, client: socket.socket) -> None:
         found = self.upstream()
-        if found is None:
-            try:
-                with open(os.path.join(self.folder, "relay.undelivered"), "a") as fh:
-                    fh.write(f"{time.time():.3f} no forward answered within {self.wait:g} s\n")
-            except OSError:
-                pass
+        if found is None:  # the job's HTTP client sees the connection close, and retries (or gives up)
+            with self.lock:
+                self.gave_up = True
+            self.note("gave-up")
             client.close()
             return
+        with self.lock:
+            was, self.gave_up = self.gave_up, False
+        if was:
+            self.note("delivered")
         generation, server = found
         server.settimeout(None)
         entry = (generation, client, server)

@@ -5,7 +5,9 @@ On the host, each run has one folder, ``<remote_dir>/<run_id>/`` (mode 0700;
 
     workspace/            the synced code (and params.yaml)
     <name>.sh             the job wrapper (name: setup or job), see local.job_script
-    <name>.log            everything the job printed; tailed by byte offset
+    <name>.env            the job's environment (0600), sourced by the wrapper; gone at teardown
+    <name>.log            everything the job printed; tailed by byte offset; gone at teardown
+                          (the session keeps the masked copy)
     <name>.exit           its exit code, written when it ends
     <name>.pid            the wrapper's pid: the job's session and process-group id
     interruption          written by the EC2 watchdog on a spot interruption notice
@@ -58,6 +60,7 @@ RELAY_SOURCE = "forward_relay.py"  # package data, run on the host with its pyth
 SMALL_FILE = 65536  # bytes read of an exit code, interruption notice or /proc file
 READ_AHEAD = 2  # chunks read ahead of the caller (see SshRunner.tail)
 PID_WAIT_STEPS = 200  # x 0.025 s: how long start() waits for the job to write its pid
+CLEANUP_TIMEOUT = 15.0  # seconds teardown tries to remove the secrets files and raw logs from the host
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]+\Z")
 # AES-GCM first (AES-NI makes it the cheapest cipher here: ~1.5x the log throughput of
@@ -715,6 +718,43 @@ class SshRunner:
         return JobHandle(name=spec.name, pid=int(pid_text), log_path=p["log"], exit_path=p["exit"],
                          started_at=time.time())
 
+    async def _write_env(self, path: str, env: dict[str, str]) -> None:
+        """``export NAME='value'`` lines into ``path`` on the host, created 0600 (umask 077:
+        never readable by others, not even while it is written), through stdin."""
+        data = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
+        q = shlex.quote
+        tmp = q(path + ".tmp")
+        command = (f"umask 077 && cat > {tmp} && [ $(( $(wc -c < {tmp}) )) -eq {len(data)} ] &&"
+                   f" chmod 600 {tmp} && mv -f {tmp} {q(path)}")
+        status, _, err = await self.execute(command, input=data)  # idempotent: retried after a drop
+        if status != 0:
+            raise RunnerError(f"could not write the job's environment file {path} on {self._address}: "
+                              f"{_text(err).strip() or f'exit status {status}'}")
+
+    async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
+        """The job's environment as its secrets file holds it (attach's redactor needs the
+        values); {} when the file is gone (after teardown)."""
+        path = posixpath.join(posixpath.dirname(handle.exit_path), f"{handle.name}.env")
+
+        async def read(conn: asyncssh.SSHClientConnection) -> bytes | None:
+            sftp = await self._sftp_client(conn, self._gen)
+            try:
+                async with sftp.open(path, "rb") as fh:
+                    data = await fh.read()
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            return data if isinstance(data, bytes) else data.encode()
+
+        data = await self._retry(read)
+        if not data:
+            return {}
+        try:
+            words = shlex.split(data.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise RunnerError(f"the job's environment file {path} on {self._address} is unreadable: {exc}") from exc
+        pairs = (w.partition("=") for w in words if w != "export")
+        return {name: value for name, sep, value in pairs if sep and ENV_NAME.match(name)}
+
     # -- the log ----------------------------------------------------------------------------------------------
 
     async def _file(self, conn: asyncssh.SSHClientConnection, gen: int, path: str) -> asyncssh.SFTPClientFile:
@@ -1030,6 +1070,23 @@ class SshRunner:
         self._reforwards.add(task)
         task.add_done_callback(self._reforwards.discard)
 
+    async def undelivered_metrics(self) -> float | None:
+        """When the relay last gave up on a call of the job's MLflow client with none getting
+        through after it (wall-clock time); None when every call got through (or no relay)."""
+        if not self._relay_port:
+            return None
+        path = shlex.quote(posixpath.join(self.run_folder, "relay.undelivered"))
+        _, out, _ = await self.execute(f"tail -n 200 {path} 2>/dev/null; exit 0")
+        since: float | None = None
+        for line in _text(out).splitlines():
+            what, _, when = line.partition(" ")
+            if what == "gave-up" and since is None:
+                with contextlib.suppress(ValueError):
+                    since = float(when)
+            elif what == "delivered":
+                since = None
+        return since
+
     async def _stop_relay(self) -> None:
         """End the run's relay (it also ends by itself once the job has); best effort."""
         if not self._relay_port or not self.run_folder or self._conn is None:
@@ -1064,13 +1121,37 @@ class SshRunner:
         await self._close()
 
     async def teardown(self) -> None:
-        """Close the connection. The run folder stays on the host: its logs are the run's evidence.
+        """Remove the jobs' secrets files and raw logs from the host, close the connection.
 
-        Safe at any point, before provision() too. A job still running is not
-        stopped here (the session stops it first when the run is cancelled).
+        The raw logs may hold what a job printed of its secrets; the session keeps the
+        masked copy of each (``<run_dir>/<name>.log`` here). The rest of the run folder
+        (workspace, wrappers, exit codes) stays on the host. Safe at any point, before
+        provision() too. A job still running is not stopped here (the session stops it
+        first when the run is cancelled). RunnerError when the host could not be cleaned.
         """
-        await self._stop_relay()
-        await self._close()
+        try:
+            await self._remove_secrets()
+        finally:
+            await self._stop_relay()
+            await self._close()
+
+    async def _remove_secrets(self) -> None:
+        if not self.run_folder or not self._connected_once:
+            return
+        folder = shlex.quote(self.run_folder)
+        # Each job's (a wrapper <name>.sh says which): not the relay's own log.
+        script = (f"cd {folder} 2>/dev/null || exit 0\n"
+                  'for sh in ./*.sh; do [ -e "$sh" ] || continue; n="${sh%.sh}"; '
+                  'rm -f -- "$n.log" || exit 1; done\n'
+                  "rm -f -- ./*.env ./*.env.tmp\n")
+        try:
+            status, _, err = await asyncio.wait_for(self.execute(script), CLEANUP_TIMEOUT)
+            problem = "" if status == 0 else _text(err).strip() or f"exit status {status}"
+        except (RunnerError, TimeoutError) as exc:
+            problem = str(exc) or "timed out"
+        if problem:
+            raise RunnerError(f"could not remove the jobs' secrets files and raw logs from {self.run_folder} on "
+                              f"{self._address} ({problem}): remove {self.run_folder}/*.env and *.log by hand")
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
