@@ -60,7 +60,7 @@ def _base64_middles(data: bytes) -> set[str]:
     Embedded at a byte offset k (mod 3), the characters that carry only its own
     bits are the same whatever surrounds it: the stable middle, one per alignment.
     """
-    found = set()
+    found: set[str] = set()
     for k in range(3):
         encoded = base64.b64encode(b"\0" * k + data).decode("ascii")
         start = -(-8 * k // 6)  # the first character with no bit of the k bytes before
@@ -205,16 +205,17 @@ def _masked_tree(value: Any) -> Any:
     return value if value is None or isinstance(value, bool) else MASK
 
 
-def mask_config(raw: Any) -> Any:
+def mask_config(raw: Any, all_env: bool = True) -> Any:
     """The config as a record may keep it: a copy with the values under secret-named
-    keys, and every ``job.env`` value (what a job's credentials travel in), as ``***``."""
+    keys, and every ``job.env`` value (what a job's credentials travel in), as ``***``.
+    With ``all_env`` False, only the secret-named ``job.env`` variables (SECRET_NAME)."""
 
     def walk(value: Any, path: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
                 secret = isinstance(key, str) and is_secret_key(key)
-                in_env = path == ("job", "env")
+                in_env = path == ("job", "env") and (all_env or is_secret_name(str(key)))
                 out[key] = _masked_tree(item) if secret or in_env else walk(item, (*path, str(key)))
             return out
         if isinstance(value, list | tuple):
@@ -264,3 +265,25 @@ def unmask_config(masked: Any, *sources: Any) -> Any:
         return value
 
     return walk(masked, ())
+
+
+def masked_config_file(text: str) -> str:
+    """A config file's text as a copy of it may be written (the runner's workspace): unchanged
+    when it holds no secret; else its settings as YAML (without the comments), with the values
+    of secret-named keys and ``job.env`` variables masked, and those values masked wherever
+    else they appear in it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return "# (trainboard: the config could not be read, so it is not copied)\n"
+    want = mask_config(data, all_env=False)
+    if want == data:
+        return text
+    env = (data.get("job") or {}).get("env") if isinstance(data, dict) else None
+    values = config_secrets(data)
+    if isinstance(env, dict):
+        values += [str(v) for k, v in env.items() if is_secret_name(str(k)) and v is not None]
+    header = "# the run's config with its secrets masked (written by trainboard)\n"
+    return header + yaml.safe_dump(Redactor(values).data(want), sort_keys=False, allow_unicode=True)

@@ -32,7 +32,7 @@ from backend.logtail import CHUNK_SIZE, LineSplitter
 from backend.mlflow_server import LocalTrackingServer, needs_forwarding
 from backend.publish import blocker as pr_blocker
 from backend.publish import publishes_at_the_end
-from backend.redact import Redactor
+from backend.redact import Redactor, config_secrets, mask_config
 from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
 from backend.tracking import (
@@ -128,8 +128,9 @@ class Session:
         self.store = RunStore(self.root / ".trainboard")
         self.run_id = run_id or new_run_id()
         self.bus = EventBus()
-        # Secret values (env vars named like TOKEN/SECRET/KEY) never reach a view or the report.
-        self.redact = Redactor.from_env(os.environ, self.config.job.env)
+        # Secret values (env vars named like TOKEN/SECRET/KEY, config keys named like token or
+        # password) never reach a view, the report or a file.
+        self.redact = Redactor.from_env(os.environ, self.config.job.env, extra=config_secrets(loaded.raw))
         self.record: RunRecord | None = None
         self.runner: Runner | None = None
         self.tracking: Tracking | None = None
@@ -212,8 +213,13 @@ class Session:
     @classmethod
     def attach(cls, record: RunRecord, root: Path) -> Session:
         """A session for a recorded run: a job still running is followed to its end
-        (then collected, compared and reported); a finished run is shown as it ended."""
-        raw = record.get("config") or {}
+        (then collected, compared and reported); a finished run is shown as it ended.
+
+        The record keeps the config's secrets masked: they are read back from the config
+        file, and from the running job's environment once the runner answers (_attached)."""
+        from backend.store import recorded_config
+
+        raw = recorded_config(record)
         loaded = LoadedConfig(
             config=RunConfig.model_validate(raw),
             path=Path(record.get("config_path") or "config"),
@@ -296,8 +302,9 @@ class Session:
             self.tracking = Tracking(uri, cfg.mlflow.experiment, self.root / ".trainboard" / "mlartifacts")
             self.record = self.store.create(
                 self.run_id,
+                redact=self.redact.data,  # the config and overrides are kept masked
                 name=cfg.name,
-                config_path=str(self.loaded.path),
+                config_path=str(self.loaded.path.resolve()),  # attach reads the secrets back from it
                 overrides=list(self.loaded.overrides),
                 config=self.loaded.raw,
                 branch=self.git.branch,
@@ -342,7 +349,9 @@ class Session:
             files = await asyncio.to_thread(files_to_sync, self.git)
             params = yaml.safe_dump(cfg.params, sort_keys=False).encode()
             params_path = str(Path(cfg.job.workdir) / "params.yaml")
-            await self.runner.sync(self.root, files, {params_path: params})
+            extra = {params_path: params}
+            files, extra = self._mask_config_copy(files, extra)
+            await self.runner.sync(self.root, files, extra)
             note(f"{len(files)} files + params.yaml")
             setup = list(cfg.job.setup)
             if self._dvc is not None:  # after the user's setup, which may be what installs dvc
@@ -638,6 +647,7 @@ class Session:
         handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
                            started_at=float(job["started_at"]))
         self._job = handle
+        await self._read_back_secrets(runner, handle)
         record.update(status="running", trainboard_pid=os.getpid())
         if self.tracking is not None:
             try:
@@ -681,9 +691,36 @@ class Session:
         self._publish(ev.RunFinished(int(outcome), str(record.get("status")), float(record.get("duration") or 0)))
         return outcome
 
+    async def _read_back_secrets(self, runner: Runner, handle: JobHandle) -> None:
+        """The job's environment, as the runner still has it (its secrets file, /proc), fills
+        the ``***`` the record and the config file left, and its secrets join the redactor."""
+        from backend.redact import MASK, unmask_config
+
+        read = getattr(runner, "read_job_env", None)  # a runner that cannot tell has none
+        if read is None:
+            return
+        try:
+            env: dict[str, str] = await read(handle)
+        except RunnerError as exc:
+            self._publish(ev.Notice(f"the job's environment could not be read back ({exc}): "
+                                    "its secrets are masked in the log only as far as the config file knows them"))
+            return
+        if not env:
+            return
+        raw = self.loaded.raw
+        if MASK in json.dumps(raw.get("job", {}).get("env", {})):
+            raw = unmask_config(raw, {"job": {"env": env}})
+            with contextlib.suppress(ValueError):
+                self.loaded = dataclasses.replace(self.loaded, config=RunConfig.model_validate(raw), raw=raw)
+                self.config = self.loaded.config
+        self.redact = self.redact.with_secrets(Redactor.from_env(env).secrets)
+        if self.record is not None:
+            self.record.redact = self.redact.data
+
     def _restore(self, record: RunRecord) -> None:
         """The state a recorded run had: git, tracking, its stages as they were."""
         self.record = record
+        record.redact = self.redact.data
         self.git = GitState(root=self.root, branch=str(record.get("branch", "")), commit=str(record.get("commit", "")),
                             dirty=bool(record.get("dirty")), is_git=True)
         mlflow = record.get("mlflow") or {}
@@ -719,6 +756,23 @@ class Session:
 
     # ------------------------------------------------------------------ pieces
 
+    def _mask_config_copy(self, files: list[str], extra: dict[str, bytes]) -> tuple[list[str], dict[str, bytes]]:
+        """The config file goes to the runner's workspace with its secrets masked (the job
+        gets them in its environment): the synced file list without it, and its masked copy."""
+        from backend.redact import masked_config_file
+
+        try:
+            rel = self.loaded.path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return files, extra  # outside the repository: not synced
+        if rel not in files or rel in extra:
+            return files, extra
+        try:
+            text = self.loaded.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        return [f for f in files if f != rel], {**extra, rel: masked_config_file(text).encode()}
+
     def _spec(self, name: str, commands: tuple[str, ...], extra: dict[str, str] | None = None) -> JobSpec:
         env = dict(self.config.job.env)
         env.update(extra or {})
@@ -753,7 +807,8 @@ class Session:
             self.baseline = await asyncio.to_thread(dvc.base_branch_baseline, self.root, self.config.compare.base,
                                                     list(self._dvc.metrics_files))
         self.mlflow_run_id = await asyncio.to_thread(
-            self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags, self.config.params
+            self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags,
+            mask_config(self.config.params)  # a secret-named param is logged as ***
         )
         self.record.update(mlflow={**self.record.get("mlflow", {}), "run_id": self.mlflow_run_id,
                                    "baseline_run_id": self.baseline.mlflow_run_id if self.baseline else ""})
@@ -903,7 +958,7 @@ class Session:
             log_tail=self.redact.lines(rp.tail_lines(self.run_dir / "job.log", self.config.report.log_lines)),
         )
         path = self.run_dir / "report.md"
-        path.write_text(rp.render(data))
+        path.write_text(self.redact(rp.render(data)))  # its params table too
         self.record.update(report=str(path))
         return path
 

@@ -125,3 +125,29 @@ class RunStore:
             what = "no run" if not matches else f"{len(matches)} runs"
             raise LookupError(f"{what} matching {ref!r}; recent runs: {known}")
         return matches[0]
+
+
+def recorded_config(record: RunRecord) -> dict[str, Any]:
+    """The run's config as recorded, with the values the record masks read back from the
+    config file it was run with, when that file is still there; what it cannot tell stays ``***``.
+
+    Only the file is read (not the masked ``--set`` values); a running job's own
+    environment knows the rest (see Session._attached).
+    """
+    from backend.config import ConfigError, load_config
+    from backend.redact import MASK, unmask_config
+
+    masked = record.get("config") or {}
+    if not isinstance(masked, dict) or MASK not in json.dumps(masked):
+        return masked if isinstance(masked, dict) else {}
+    where = record.get("config_path")
+    if not where:
+        return masked
+    path = Path(str(where))
+    if not path.is_absolute():  # records written before config_path was absolute
+        path = record.path.parent.parent.parent / path  # <root>/.trainboard/runs/<id>
+    try:
+        loaded = load_config(path)
+    except (ConfigError, OSError, RecursionError):
+        return masked
+    return dict(unmask_config(masked, loaded.raw))

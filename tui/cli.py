@@ -206,7 +206,12 @@ def _runs(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps([r.data for r in records], indent=2, default=str))
+        from backend.redact import Redactor
+        from backend.store import masked_record
+
+        # Masked again here: records written before masking existed, or in another environment.
+        redact = Redactor.from_env().data
+        print(json.dumps([masked_record(r.data, redact) for r in records], indent=2, default=str))
         return 0
     from rich.console import Console
 

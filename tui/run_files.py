@@ -65,9 +65,15 @@ def cost_text(record: RunRecord, now: float | None = None) -> str:
 
 
 def config_of(record: RunRecord) -> RunConfig | None:
-    """The run's config as recorded (with its overrides), or None when it no longer validates."""
+    """The run's config as recorded (with its overrides), or None when it no longer validates.
+
+    The record keeps secrets masked; they are read back from the run's config file when it
+    is still there (``trainboard pr`` masks them in what it publishes).
+    """
+    from backend.store import recorded_config
+
     try:
-        return RunConfig.model_validate(record.get("config") or {})
+        return RunConfig.model_validate(recorded_config(record))
     except ValueError:
         return None
 

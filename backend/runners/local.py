@@ -154,6 +154,16 @@ class LocalRunner:
             started_at=time.time(),
         )
 
+    async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
+        """The running job's environment (its secrets for the redactor on attach), read from
+        /proc: the local runner writes it to no file. {} when the job is gone."""
+        try:
+            data = Path(f"/proc/{handle.pid}/environ").read_bytes()
+        except OSError:
+            return {}
+        pairs = (item.decode("utf-8", "replace").partition("=") for item in data.split(b"\0") if item)
+        return {name: value for name, sep, value in pairs if sep}
+
     async def tail(self, handle: JobHandle, offset: int, limit: int) -> bytes:
         try:
             with open(handle.log_path, "rb") as fh:
