@@ -104,6 +104,24 @@ class MetricPoints(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsStale(Event):
+    """MLflow stopped answering the metric polls: the metrics shown are as of ``since``
+    (the last poll that answered). Published once per outage; polls go on."""
+
+    since: float  # wall-clock time of the last answered poll
+    reason: str  # e.g. "MLflow unreachable: connection refused"
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsFresh(Event):
+    """MLflow answers again after a :class:`MetricsStale`: the metrics are current."""
+
+    stale_since: float  # the ``since`` of the outage that ended
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingReady(Event):
     """The MLflow run exists; the job will log into it."""
 

@@ -32,12 +32,12 @@ def needs_forwarding(tracking_uri: str, runner_kind: str) -> bool:
 
 
 class LocalTrackingServer:
-    """MLflow's tracking API for ``backend_uri`` on 127.0.0.1:<free port>, in a thread."""
+    """MLflow's tracking API for ``backend_uri`` on 127.0.0.1:<port> (a free one by default), in a thread."""
 
-    def __init__(self, backend_uri: str, artifact_root: Path) -> None:
+    def __init__(self, backend_uri: str, artifact_root: Path, port: int = 0) -> None:
         self.backend_uri = backend_uri
         self.artifact_root = artifact_root
-        self.port = 0
+        self.port = port  # 0: a free port, known once started
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -71,7 +71,7 @@ class LocalTrackingServer:
             def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
                 pass  # a request log on stderr would draw over the dashboard
 
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+        self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = int(self._server.server_port)
         self._thread = threading.Thread(target=self._server.serve_forever, name="mlflow-server", daemon=True)
         self._thread.start()

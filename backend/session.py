@@ -39,19 +39,27 @@ from backend.tracking import (
     BRANCH_TAG,
     COMMIT_TAG,
     PARAMS_HASH_TAG,
+    POLL_TIMEOUT,
     RUN_TAG,
     Baseline,
     MetricCursor,
     Tracking,
     TrackingError,
+    display_uri,
+    in_thread,
+    job_http_env,
+    limit_http_client,
     prefetch,
+    probe,
     resolve_uri,
+    why_unreachable,
 )
 
 Subscriber = Callable[[ev.Event], None]
 
 TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
 COST_INTERVAL = 15.0  # seconds between CostUpdated events while a paid runner is up
+FINAL_READ_GRACE = 5.0  # at most this long, the last metric read retries a store that does not answer
 
 
 REPLAY_LINES = 5000  # log lines a finished run shows on attach (the whole log stays on disk)
@@ -100,10 +108,15 @@ class JobFailed(Exception):
 
 
 class EventBus:
-    """Synchronous fan-out: every subscriber sees every event, in order."""
+    """Synchronous fan-out: every subscriber sees every event, in order.
+
+    A subscriber that raises (a view's bug) never stops the run or its teardown:
+    its first exception is kept in :attr:`failure`, and the session ends with exit 3.
+    """
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self.failure: BaseException | None = None
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -111,7 +124,11 @@ class EventBus:
 
     def publish(self, event: ev.Event) -> None:
         for callback in list(self._subscribers):
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:
+                if self.failure is None:
+                    self.failure = exc
 
 
 class Session:
@@ -146,12 +163,16 @@ class Session:
         self._task: asyncio.Task[Any] | None = None
         self._tracking_task: asyncio.Task[None] | None = None
         self._cancel_reason = ""
+        self._cancel_failed = False
         self._detaching = False
         self._attach_to: RunRecord | None = None  # set by Session.attach
         self._stage_started: dict[Stage, float] = {}
         self._ended: set[Stage] = set()
         self._cursor = MetricCursor()
         self._latest_mark: dict[str, tuple[int, int]] = {}
+        self._fresh_at: float | None = None  # when the last metric poll that MLflow answered began
+        self._stale: ev.MetricsStale | None = None  # MLflow stopped answering, until it answers again
+        self._poll_task: asyncio.Task[bool] | None = None  # the poll under way, if any
         self._started = 0.0
         self._server: LocalTrackingServer | None = None  # serves the local store to a remote job
         self._server_task: asyncio.Task[None] | None = None
@@ -166,17 +187,23 @@ class Session:
         self._dvc: Any = None  # the repository's DVC project (backend.dvc.DvcProject) when DVC is in use
         self._dvc_remote = ""
         self._dvc_files: dict[str, Path] = {}  # pointer, lock, metrics and .gitignore files brought back
+        self._record_unwritable = False  # a record write failed (said once; teardown goes on)
 
     # ------------------------------------------------------------------ API for views
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         return self.bus.subscribe(callback)
 
-    def cancel(self, reason: str = "cancelled") -> bool:
-        """Stop the run and tear down. Returns False if it was already stopping."""
+    def cancel(self, reason: str = "cancelled", failed: bool = False) -> bool:
+        """Stop the run and tear down. Returns False if it was already stopping.
+
+        ``failed``: the run is stopped because something broke (a view crashed): it ends
+        as an error (exit 3), not as an interruption.
+        """
         if self._cancel_reason or self._task is None or self._task.done():
             return False
         self._cancel_reason = reason
+        self._cancel_failed = failed
         self._task.cancel()
         return True
 
@@ -192,6 +219,9 @@ class Session:
             return "only while the job trains: before that, and after, stop instead"
         if self._server is not None:
             # The job logs to MLflow through this session's server and SSH forward: both end with it.
+            # `trainboard attach` serves and forwards them again (as after a crash), but until then
+            # the job's MLflow calls wait at the runner's relay and, after MLflow's client retries
+            # (minutes), fail: leaving it on purpose would put the job at that risk.
             return ("the job logs to MLflow through this session's SSH forward; "
                     "to detach, use a tracking server both sides reach (mlflow.tracking_uri: http://...)")
         return ""
@@ -234,6 +264,11 @@ class Session:
     def run_dir(self) -> Path:
         return self.store.runs / self.run_id
 
+    async def wait_finished(self) -> None:
+        """Return once :meth:`run` has returned, teardown included (at once if it never started)."""
+        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
+            await asyncio.wait({self._task})
+
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> ExitCode:
@@ -243,12 +278,16 @@ class Session:
         failed_stage: Stage | None = None
         if self._attach_to is not None and self._attach_to.get("status") not in ("running", "detached"):
             return self._replay(self._attach_to)
+        release_http = limit_http_client()  # MLflow calls of a few seconds each, not minutes
         try:
             outcome = await (self._attached(self._attach_to) if self._attach_to else self._stages())
         except asyncio.CancelledError:
             if self._detaching:
                 outcome = ExitCode.DETACHED
                 self._publish(ev.Notice(f"detached: the job runs on; `trainboard attach {self.run_id}` returns"))
+            elif self._cancel_failed:
+                outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
+                self._error(failed_stage, f"{self._cancel_reason}: tearing down")
             else:
                 outcome = ExitCode.INTERRUPTED
                 failed_stage = self._current_stage()
@@ -265,9 +304,18 @@ class Session:
         except PublishError as exc:
             outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
             self._error(failed_stage, f"pull request: {exc}")
+        except Exception as exc:  # a fault nothing above names (a bug): exit 3, never 0; teardown still runs
+            outcome, failed_stage = ExitCode.INFRA_ERROR, self._current_stage()
+            self._crashed(failed_stage, exc)
         finally:
+            if self.bus.failure is not None and outcome in (ExitCode.OK, ExitCode.GATE_FAILED):
+                outcome = ExitCode.INFRA_ERROR
+                self._crashed(self._current_stage(), self.bus.failure, what="a view failed")
             if failed_stage is not None:
-                self._end_stage(failed_stage, StageState.FAILED)
+                try:
+                    self._end_stage(failed_stage, StageState.FAILED)
+                except Exception:  # nothing before teardown may keep it from running
+                    pass
             # Teardown always finishes: a second cancel (a view closing, the
             # event loop shutting down) must not cut it short.
             teardown = asyncio.ensure_future(self._teardown(outcome))
@@ -276,7 +324,25 @@ class Session:
                     await asyncio.shield(teardown)
                 except asyncio.CancelledError:
                     continue
+                except Exception as exc:  # teardown's own bug: said, kept, and never exit 0
+                    outcome = ExitCode.INFRA_ERROR if outcome is ExitCode.OK else outcome
+                    self._crashed(Stage.TEARDOWN, exc, what="teardown failed")
+            if self.bus.failure is not None and outcome in (ExitCode.OK, ExitCode.GATE_FAILED):
+                outcome = ExitCode.INFRA_ERROR  # a view failed while the run ended
+            release_http()
         return outcome
+
+    def _crashed(self, stage: Stage | None, exc: BaseException, what: str = "unexpected error") -> None:
+        """An exception nothing expected: one line on the views, the masked traceback in the run folder."""
+        from backend.crash import TRACEBACK_FILE, crash_file, one_line, save_traceback
+
+        files = [self.run_dir / TRACEBACK_FILE] if self.record is not None else []
+        path = save_traceback(exc, [*files, crash_file(self.store.root / "crashes")], self.redact)
+        where = f"traceback in {path}" if path else "the traceback could not be saved"
+        try:
+            self._error(stage, f"{what}: {one_line(exc)} ({where})")
+        except Exception:
+            pass
 
     async def _stages(self) -> ExitCode:
         cfg = self.config
@@ -299,6 +365,12 @@ class Session:
             self._check_publishing()
             self._check_dvc()
             uri = resolve_uri(cfg.mlflow.tracking_uri, self.root)
+            problem = await probe(uri)  # a tracking server that does not answer: said now, in seconds
+            if problem:
+                raise TrackingError(str(self.loaded.error(
+                    "mlflow.tracking_uri", f"no MLflow tracking server answers at {display_uri(uri)}: {problem}",
+                    fix="start the tracking server, or point mlflow.tracking_uri at one that runs "
+                        "(or use the local store, sqlite:///.trainboard/mlflow.db); nothing was started")))
             self.tracking = Tracking(uri, cfg.mlflow.experiment, self.root / ".trainboard" / "mlartifacts")
             self.record = self.store.create(
                 self.run_id,
@@ -554,7 +626,9 @@ class Session:
         if self._server is not None and self._server_task is not None:
             await self._server_task
             port = await self.runner.forward(self._server.port)
-            return {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+            uri = f"http://127.0.0.1:{port}"
+            self._save_record(job_tracking_uri=uri)  # attach checks the forward it restores against it
+            return {"MLFLOW_TRACKING_URI": uri}
         if self.runner.kind == "local":
             return {}
         return {name: value for name, value in os.environ.items()
@@ -593,10 +667,14 @@ class Session:
         cfg = self.config
         assert self.runner is not None and self.tracking is not None and self.record is not None
         async with self._stage(Stage.COLLECT) as note:
-            await self._poll_once()  # points logged after the last poll
-            await self._reconcile_history()
+            await self._final_metrics()  # points logged after the last poll, and those the polls missed
+            await self._check_deliveries()
             status = "FINISHED" if code == 0 else "FAILED"
-            await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, status)
+            try:
+                await self.tracking.call(self.tracking.finish, self.mlflow_run_id, status, timeout=POLL_TIMEOUT)
+            except TrackingError as exc:  # the run goes on to its verdict, said to be on stale metrics
+                self._error(Stage.COLLECT, f"the MLflow run could not be marked {status} (a later run will not "
+                                           f"take it as its baseline): {why_unreachable(exc)}")
             got = []
             for rel in cfg.job.outputs:
                 src = str(Path(cfg.job.workdir) / rel)
@@ -612,6 +690,13 @@ class Session:
         async with self._stage(Stage.COMPARE) as note:
             self.comparison = self._compare(final=True)
             note(self.comparison.verdict)
+            if self._stale is not None:  # never a verdict on stale values without saying so
+                since = time.strftime("%H:%M:%S", time.localtime(self._stale.since))
+                self._error(Stage.COMPARE, f"the verdict is computed on stale metrics: MLflow has not answered "
+                                           f"since {since} ({self._stale.reason}); points logged after that are "
+                                           "not in it")
+                note(f"{self.comparison.verdict} (on stale metrics)")
+                self._save_record(verdict_on_stale_metrics=True)
             self._publish(ev.ComparisonReady(self.comparison))
             self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed,
                                comparison=self.comparison.to_dict())
@@ -644,6 +729,7 @@ class Session:
         host = await runner.reattach(recorded.get("state") or {})
         self.runner = runner
         self._runner_ready(host, at=float(recorded.get("ready_at") or time.time()))
+        await self._restore_forward(record)
         handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
                            started_at=float(job["started_at"]))
         self._job = handle
@@ -651,7 +737,7 @@ class Session:
         record.update(status="running", trainboard_pid=os.getpid())
         if self.tracking is not None:
             try:
-                self.baseline = await asyncio.to_thread(
+                self.baseline = await self.tracking.call(
                     self.tracking.baseline, self.config.compare.base, self.mlflow_run_id, list(self.config.metrics)
                 )
             except TrackingError as exc:
@@ -663,6 +749,42 @@ class Session:
             self._publish(ev.RunnerChanged(state="training", kind=kind))
             code = await self._train(handle)
         return await self._finish(code)
+
+    async def _restore_forward(self, record: RunRecord) -> None:
+        """After an attach: what the job reaches MLflow through, when this machine served its
+        store (a local one, a remote runner): the server again, and its forward to the runner.
+
+        A job whose trainboard died (kill -9) meanwhile waits at the runner's relay: its MLflow
+        calls get through once this has run.
+        """
+        assert self.runner is not None
+        if self.tracking is None or not needs_forwarding(self.tracking.tracking_uri, self.config.runner.kind):
+            return
+        self._server = LocalTrackingServer(self.tracking.tracking_uri, self.root / ".trainboard" / "mlartifacts")
+        self._server_task = asyncio.create_task(self._server.start())
+        uri = (await self._remote_tracking_env())["MLFLOW_TRACKING_URI"]
+        expected = record.get("job_tracking_uri")
+        if expected and expected != uri:
+            self._error(Stage.TRAIN, f"the job logs to MLflow at {expected} on the runner, but its relay now "
+                                     f"listens at {uri}: its metrics from now on cannot reach this machine")
+        self._publish(ev.Notice(f"serving the MLflow store to the job again ({uri} on the runner)"))
+
+    async def _check_deliveries(self) -> None:
+        """A runner that relays the job's MLflow calls to this machine (the ssh runner's forward)
+        tells whether some never got through; then the metrics are stale, as when MLflow is away."""
+        check = getattr(self.runner, "undelivered_metrics", None)
+        if check is None or self._server is None or self._stale is not None:
+            return
+        try:
+            since = await check()
+        except RunnerError as exc:
+            self._publish(ev.Notice(f"could not ask the runner whether the job's metrics all arrived: {exc}"))
+            return
+        if since is not None:
+            self._stale = ev.MetricsStale(since, "some of the job's MLflow calls never reached this machine "
+                                                 "(the SSH forward was away longer than the relay waits)")
+            self._save_record(metrics_stale={"since": since, "reason": self._stale.reason})
+            self._publish(self._stale)
 
     def _replay(self, record: RunRecord) -> ExitCode:
         """Show a finished run as it ended: stages, log tail, metric history, comparison."""
@@ -774,7 +896,8 @@ class Session:
         return [f for f in files if f != rel], {**extra, rel: masked_config_file(text).encode()}
 
     def _spec(self, name: str, commands: tuple[str, ...], extra: dict[str, str] | None = None) -> JobSpec:
-        env = dict(self.config.job.env)
+        env = job_http_env()  # the job's MLflow client keeps its long retries (trainboard's own are short)
+        env.update(self.config.job.env)
         env.update(extra or {})
         return JobSpec(name=name, commands=commands, workdir=self.config.job.workdir, env=env)
 
@@ -789,7 +912,7 @@ class Session:
 
     async def _open_tracking(self, mlflow_import: Any) -> None:
         assert self.tracking is not None and self.git is not None and self.record is not None
-        await asyncio.to_thread(mlflow_import.join)
+        await in_thread(mlflow_import.join)  # daemon threads: none of them holds the process at exit
         tags = {
             RUN_TAG: self.run_id,
             BRANCH_TAG: self.git.branch,
@@ -798,15 +921,15 @@ class Session:
             "trainboard.dirty": str(self.git.dirty).lower(),
             "trainboard.runner": self.config.runner.kind,
         }
-        self.baseline = await asyncio.to_thread(self.tracking.baseline, self.config.compare.base, None,
-                                                list(self.config.metrics))
+        self.baseline = await self.tracking.call(self.tracking.baseline, self.config.compare.base, None,
+                                                 list(self.config.metrics))
         if self.baseline is None and self._dvc is not None and self._dvc.metrics_files:
             # No MLflow run of the base branch yet: its committed metrics files (`dvc metrics diff`).
             from backend import dvc
 
             self.baseline = await asyncio.to_thread(dvc.base_branch_baseline, self.root, self.config.compare.base,
                                                     list(self._dvc.metrics_files))
-        self.mlflow_run_id = await asyncio.to_thread(
+        self.mlflow_run_id = await self.tracking.call(
             self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags,
             mask_config(self.config.params)  # a secret-named param is logged as ***
         )
@@ -870,27 +993,72 @@ class Session:
                 await asyncio.sleep(TAIL_IDLE)
 
     async def _poll_metrics(self) -> None:
-        """Poll the run's latest metrics; re-armed when the last poll has finished."""
+        """Poll the run's latest metrics; re-armed when the last poll has finished.
+
+        A store that stops answering is said once (MetricsStale) and once when it is
+        back (MetricsFresh); polling goes on meanwhile."""
+        if self._fresh_at is None:
+            self._fresh_at = time.time()
         while True:
-            try:
-                await self._poll_once()
-            except TrackingError as exc:
-                self._publish(ev.Notice(f"metrics poll failed, retrying: {exc}"))
+            # A task of its own: when the job ends mid-poll, the poll still finishes (bounded)
+            # and what it learns (points, or that MLflow does not answer) is not lost.
+            self._poll_task = asyncio.ensure_future(self._poll_once())
+            await asyncio.shield(self._poll_task)
             await asyncio.sleep(self.config.mlflow.poll_interval)
 
-    async def _poll_once(self) -> None:
+    async def _poll_once(self) -> bool:
+        """One poll, bounded by POLL_TIMEOUT; False when MLflow did not answer."""
         assert self.tracking is not None
-        points = await asyncio.to_thread(self.tracking.latest, self.mlflow_run_id)
-        self._accept(self._cursor.newer(points))
+        began = time.time()
+        try:
+            points = await self.tracking.call(self.tracking.latest, self.mlflow_run_id, timeout=POLL_TIMEOUT)
+        except TrackingError as exc:
+            self._metrics_failed(exc)
+            return False
+        self._accept(self._cursor.newer(points))  # the cursor moves on an answer only: no point is lost
+        self._metrics_answered(began)
+        return True
+
+    async def _final_metrics(self) -> None:
+        """After the job: the points logged since the last poll, then those the polls
+        missed. A store that does not answer gets a short grace, then the metrics stay stale."""
+        interval = self.config.mlflow.poll_interval
+        deadline = time.monotonic() + min(FINAL_READ_GRACE, max(1.0, 3 * interval))
+        if self._poll_task is not None and not self._poll_task.done():
+            await self._poll_task  # the poll the job's end interrupted
+        # One more read (points logged since); a store that does not answer, until the grace is over.
+        while not (self._stale is not None and time.monotonic() >= deadline):
+            if await self._poll_once():
+                break
+            await asyncio.sleep(min(interval, 1.0))
+        if self._stale is None:
+            await self._reconcile_history()
+
+    def _metrics_failed(self, exc: BaseException) -> None:
+        if self._stale is not None:
+            return  # said once per outage
+        since = self._fresh_at if self._fresh_at is not None else time.time()
+        self._stale = ev.MetricsStale(since, f"MLflow unreachable: {why_unreachable(exc)}")
+        self._save_record(metrics_stale={"since": since, "reason": self._stale.reason})
+        self._publish(self._stale)
+
+    def _metrics_answered(self, began: float) -> None:
+        self._fresh_at = began
+        if self._stale is not None:
+            stale, self._stale = self._stale, None
+            self._save_record(metrics_stale=None)
+            self._publish(ev.MetricsFresh(stale.since))
 
     async def _reconcile_history(self) -> None:
-        """Points logged and superseded between two polls: read the followed metrics'
-        history once, at the end, and publish what the polls missed."""
+        """Points logged and superseded between two polls (or during an outage): read the
+        followed metrics' history once, at the end, and publish what the polls missed."""
         assert self.tracking is not None
+        keys = list(self.config.metrics)
         try:
-            history = await asyncio.to_thread(self.tracking.history, self.mlflow_run_id, list(self.config.metrics))
+            history = await self.tracking.call(self.tracking.history, self.mlflow_run_id, keys,
+                                               timeout=POLL_TIMEOUT * max(1, len(keys)))
         except TrackingError as exc:
-            self._publish(ev.Notice(f"metric history unavailable: {exc}"))
+            self._metrics_failed(exc)
             return
         seen = {(p.key, p.step, p.timestamp) for p in self.points}
         missed = sorted((p for p in history if (p.key, p.step, p.timestamp) not in seen), key=lambda p: (p.step, p.key))
@@ -1001,8 +1169,7 @@ class Session:
             cost = self._cost(final=True)
             if cost is not None:
                 self._publish(cost)
-                if self.record is not None:
-                    self.record.update(cost=round(cost.cost, 4))
+                self._save_record(cost=round(cost.cost, 4))
         if self._server_task is not None and not self._server_task.done():
             self._server_task.cancel()
             with contextlib.suppress(BaseException):
@@ -1019,7 +1186,7 @@ class Session:
         ):
             mlflow_status = "KILLED" if outcome is ExitCode.INTERRUPTED else "FAILED"
             try:
-                await asyncio.to_thread(self.tracking.finish, self.mlflow_run_id, mlflow_status)
+                await self.tracking.call(self.tracking.finish, self.mlflow_run_id, mlflow_status, timeout=POLL_TIMEOUT)
             except Exception as exc:
                 problems.append(f"marking the MLflow run {mlflow_status}: {exc}")
         if self.record is not None and outcome not in (ExitCode.OK, ExitCode.GATE_FAILED, ExitCode.DETACHED):
@@ -1032,14 +1199,15 @@ class Session:
             self._error(Stage.TEARDOWN, problem)
         self._end_stage(Stage.TEARDOWN, StageState.FAILED if problems else StageState.DONE)
         duration = time.time() - self._started
+        self._save_record(
+            status=outcome.status,
+            exit_code=int(outcome),
+            job_exit_code=self._job_exit,
+            finished_at=time.time(),
+            duration=duration,
+        )
         if self.record is not None:
-            self.record.update(
-                status=outcome.status,
-                exit_code=int(outcome),
-                job_exit_code=self._job_exit,
-                finished_at=time.time(),
-                duration=duration,
-            )
+            self.record.release_reserve()
         self._publish(ev.RunFinished(outcome=int(outcome), status=outcome.status, duration=duration))
 
     # ------------------------------------------------------------------ stage bookkeeping
@@ -1075,14 +1243,28 @@ class Session:
         stages = self.record.data.setdefault("stages", {})
         stages[stage.value] = {"state": state.value, "detail": detail, "elapsed": round(elapsed, 3),
                                "started_at": self._stage_started.get(stage)}
-        self.record.save()
+        self._save_record()
+
+    def _save_record(self, **fields: Any) -> bool:
+        """Write the record; a failure (a full disk) is said once and never stops the run's end."""
+        if self.record is None:
+            return False
+        try:
+            self.record.update(**fields)
+            return True
+        except OSError as exc:
+            if not self._record_unwritable:
+                self._record_unwritable = True
+                self._publish(ev.ErrorRaised(self._current_stage(), self.redact(
+                    f"cannot write the run record {self.record.path / 'record.json'}: {exc}")))
+            return False
 
     def _error(self, stage: Stage | None, message: str) -> None:
         message = self.redact(message)
         if self.record is not None:
             self.record.data.setdefault("errors", []).append({"stage": stage.value if stage else None,
                                                              "message": message})
-            self.record.save()
+            self._save_record()
         self._publish(ev.ErrorRaised(stage, message))
 
     def _publish(self, event: ev.Event) -> None:

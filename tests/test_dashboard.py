@@ -142,11 +142,19 @@ async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pu
         assert names == ["Cancel run", "Open pull request", "Detach", "Stop and quit", "Show runs",
                          "Toggle metrics plot", "Help"]
 
-        # MLflow unreachable: the session's notice turns the metrics panel to a warning.
-        app._on_event(ev.Notice("metrics poll failed, retrying: connection refused"))
+        # MLflow unreachable: the session's MetricsStale turns the metrics panel to a warning,
+        # with the time of the last answer; MetricsFresh clears it.
+        since = time.time() - 30
+        app._on_event(ev.MetricsStale(since, "MLflow unreachable: connection refused"))
         await pilot.pause(0.2)
         metrics = app.query_one(MetricsPanel)
-        assert metrics.has_class("-unreachable") and "MLflow unreachable" in str(metrics.border_subtitle)
+        subtitle = str(metrics.border_subtitle)
+        assert metrics.has_class("-unreachable"), subtitle
+        assert f"stale since {time.strftime('%H:%M:%S', time.localtime(since))}" in subtitle, subtitle
+        assert "connection refused" in str(metrics.tooltip)
+        app._on_event(ev.MetricsFresh(since))
+        await pilot.pause(0.2)
+        assert not metrics.has_class("-unreachable") and "stale" not in str(metrics.border_subtitle)
 
         await pilot.press("q")  # the run is over: quit just exits
     assert app.return_code == ExitCode.OK

@@ -20,7 +20,7 @@ from backend import events as ev
 from backend.events import StageState
 from backend.exitcodes import ExitCode
 from backend.session import Session
-from tui.render import comparison_table, format_seconds, verdict_text
+from tui.render import clock, comparison_table, format_seconds, verdict_text
 
 _MARK = {StageState.RUNNING: "…", StageState.DONE: "✓", StageState.FAILED: "✗", StageState.SKIPPED: "-"}
 
@@ -76,6 +76,10 @@ class HeadlessView:
                     by_step.setdefault(p.step, []).append(f"{p.key}={p.value:.4f}")
                 for number in sorted(by_step):
                     self._say(f"  metrics @ step {number}: {', '.join(sorted(by_step[number]))}", "magenta")
+            case ev.MetricsStale(since=since, reason=reason):  # once per outage, not once per poll
+                self._say(f"  metrics stale since {clock(since)} ({reason}): polling on", "yellow")
+            case ev.MetricsFresh(stale_since=since, at=at):
+                self._say(f"  metrics current again: MLflow answers (stale for {format_seconds(at - since)})", "green")
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):

@@ -1,9 +1,9 @@
 """The metrics panel: the latest value of each followed metric, its delta against
 the baseline, and a small trend of its recent values.
 
-When MLflow cannot be reached the session says so in ``Notice`` events
-("metrics poll failed, retrying: ..."); the panel turns to a warning until a
-poll brings points again or the failures stop."""
+When MLflow stops answering the session says so once (``MetricsStale``): the
+panel turns to a warning, "stale since 12:01:03 (MLflow unreachable: ...)", until
+MLflow answers again (``MetricsFresh``)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from textual.widgets import DataTable
 
 from backend import events as ev
 from backend.config import RunConfig
+from tui.render import clock
 from tui.widgets.comparison import column_widths
 from tui.widgets.marks import styled
 
 TREND_POINTS = 8
-POLL_FAILED = "metrics poll failed"  # how the session's Notice about a failed poll begins
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -53,10 +53,7 @@ class MetricsPanel(DataTable[Text]):
         self.baseline: dict[str, float] = {}
         self.base_branch = config.compare.base
         self.baseline_known = False  # BaselineFound came: ``baseline`` empty means there is none yet
-        self.poll_failed_at: float | None = None  # the latest failed poll, until points come again
-        self.poll_error = ""
-        # A failed poll is retried every poll_interval: the warning outlives a few of them.
-        self.warning_seconds = max(5.0, 3 * config.mlflow.poll_interval)
+        self.stale: ev.MetricsStale | None = None  # MLflow stopped answering, until it answers again
         self._shown: dict[str, tuple[object, ...]] = {}
         self._frame_shown: tuple[str, str] | None = None
 
@@ -82,18 +79,20 @@ class MetricsPanel(DataTable[Text]):
                     insort(series, (point.step, point.timestamp, point.value))
                     del series[:-TREND_POINTS]
                     self.step[point.key], _, self.latest[point.key] = series[-1]
-                self.poll_failed_at = None
             case ev.BaselineFound(branch=branch, metrics=metrics):
                 self.base_branch = branch
                 self.baseline = dict(metrics)
                 self.baseline_known = True
-            case ev.Notice(message=message, at=at) if message.startswith(POLL_FAILED):
-                self.poll_failed_at = at
-                self.poll_error = message
+            case ev.MetricsStale():
+                self.stale = event
+            case ev.MetricsFresh():
+                self.stale = None
 
-    def unreachable(self, now: float) -> bool:
-        """Whether MLflow failed the latest polls (the warning state)."""
-        return self.poll_failed_at is not None and now - self.poll_failed_at < self.warning_seconds
+    def stale_text(self) -> str:
+        """"stale since 12:01:03 (MLflow unreachable: ...)", or "" while the metrics are current."""
+        if self.stale is None:
+            return ""
+        return f"stale since {clock(self.stale.since)} ({self.stale.reason})"
 
     def refresh_view(self, now: float) -> None:
         for key, spec in self.config.metrics.items():
@@ -116,9 +115,9 @@ class MetricsPanel(DataTable[Text]):
             self.update_cell(key, "trend", styled(sparkline, "$accent"), update_width=True)
         steps = set(self.step.values())
         title = "Metrics" + (f" · step {max(steps)}" if steps else "")
-        unreachable = self.unreachable(now)
-        if unreachable:
-            subtitle = "⚠ MLflow unreachable: retrying"
+        stale = self.stale_text()
+        if stale:
+            subtitle = escape(f"⚠ {stale}")
         elif self.baseline:
             subtitle = escape(f"Δ vs {self.base_branch}")
         elif self.baseline_known:
@@ -129,8 +128,8 @@ class MetricsPanel(DataTable[Text]):
             self._frame_shown = (title, subtitle)
             self.border_title = title
             self.border_subtitle = subtitle
-            self.set_class(unreachable, "-unreachable")
-            self.tooltip = self.poll_error if unreachable else None
+            self.set_class(bool(stale), "-unreachable")
+            self.tooltip = f"metrics {stale}; polling on" if stale else None
 
     def invalidate(self) -> None:
         self._shown.clear()
