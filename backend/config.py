@@ -205,7 +205,7 @@ class JobConfig(_Strict):
         for item in value:
             path = Path(item)
             if path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"{item!r} must be relative to the job's workdir")
+                raise ValueError(f"{_visible(item)!r} must be relative to the job's workdir")
         return value
 
 
@@ -288,7 +288,7 @@ class DvcConfig(_Strict):
         for item in value:
             path = Path(item)
             if not item.strip() or path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"{item!r} must be a path relative to the job's workdir")
+                raise ValueError(f"{_visible(item)!r} must be a path relative to the job's workdir")
         return value
 
     @field_validator("remote")
@@ -740,9 +740,10 @@ def _apply_override(data: dict[str, Any], item: str) -> Path_:
             node[key] = child
         if not isinstance(child, dict):
             raise ConfigError(
-                f"cannot set {dotted}: {key} is not a mapping",
+                f"cannot set {_visible(dotted)}: {_visible(key)} is not a mapping",
                 file="--set",
-                setting=dotted,
+                setting=_visible(dotted),
+                source=shown,
                 fix=f"override {key} itself, or a key of a mapping",
             )
         node = child
@@ -810,13 +811,13 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _GateError):
         loc = ("compare", "gates", ctx_error.key)
-        message = f"no metric named {ctx_error.key!r} is followed"
-        fix = f"gate one of the metrics: {', '.join(ctx_error.known)}, or add it under metrics"
+        message = f"no metric named {_visible(ctx_error.key)!r} is followed"
+        fix = f"gate one of the metrics: {_visible(', '.join(ctx_error.known), 200)}, or add it under metrics"
     elif isinstance(ctx_error, _SettingError):
         loc, message, fix = tuple(ctx_error.setting.split(".")), ctx_error.message, ctx_error.fix
     elif kind == "union_tag_invalid":
         loc = (*loc, "kind")
-        message = f"unknown runner kind {(error.get('ctx') or {}).get('tag')!r}"
+        message = f"unknown runner kind {_visible(str((error.get('ctx') or {}).get('tag')))!r}"
         fix = _SETTING_FIXES["runner.kind"]
     else:
         message = message.removeprefix("Value error, ")
