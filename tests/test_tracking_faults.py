@@ -312,6 +312,31 @@ def test_an_unreachable_tracking_uri_fails_the_check_in_seconds(repo: Path, faul
     assert not (repo / ".trainboard" / "runs").exists() or not any((repo / ".trainboard" / "runs").iterdir())
 
 
+def test_a_call_left_hanging_never_holds_the_process_at_exit() -> None:
+    """A call given up on (its timeout passed) still blocks in its thread: the process ends
+    at once when asyncio.run returns (asyncio.to_thread's executor would wait 30 s for it)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, time
+        from backend.tracking import in_thread
+
+        async def main():
+            try:
+                await in_thread(time.sleep, 30, timeout=0.2)
+            except TimeoutError:
+                print("gave up", flush=True)
+
+        asyncio.run(main())
+        """
+    )
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - began
+    assert done.returncode == 0 and done.stdout == "gave up\n", done
+    assert took < 5, took
+
+
 def test_jobs_keep_mlflows_generous_retries_while_trainboards_own_calls_are_short(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """trainboard's own requests: one try, REQUEST_TIMEOUT s; a job gets the user's values,
