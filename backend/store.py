@@ -52,7 +52,7 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
-        text = json.dumps(self.data, indent=2, default=str)
+        text = json.dumps(masked_record(self.data, self.redact), indent=2, default=str)
         try:
             self._write(text)
         except OSError as exc:
@@ -81,17 +81,35 @@ class RunRecord:
             return False
 
 
+def masked_record(data: dict[str, Any], redact: Masker | None = None) -> dict[str, Any]:
+    """A record as it may be written or printed: the config and overrides masked, and
+    every string through ``redact`` (default: this environment's secrets, token shapes)."""
+    from backend.redact import Redactor, mask_config, mask_overrides
+
+    data = dict(data)
+    if "config" in data:
+        data["config"] = mask_config(data["config"])
+    if isinstance(data.get("overrides"), list):
+        data["overrides"] = mask_overrides(str(o) for o in data["overrides"])
+    masker = redact or Redactor.from_env().data
+    return dict(masker(json.loads(json.dumps(data, default=str))))
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = root  # the .trainboard folder
         self.runs = root / "runs"
 
-    def create(self, run_id: str, **fields: Any) -> RunRecord:
+    def create(self, run_id: str, redact: Masker | None = None, **fields: Any) -> RunRecord:
+        """A new run's record; ``redact`` masks what it writes (see RunRecord.redact).
+
+        The config and overrides are kept masked from the start, in memory too."""
         path = self.runs / run_id
         path.mkdir(parents=True, exist_ok=False)
         with open(path / RESERVE, "wb") as fh:
             fh.write(b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
-        record = RunRecord(path=path, data={"run_id": run_id, "created_at": time.time(), **fields})
+        data = masked_record({"run_id": run_id, "created_at": time.time(), **fields}, redact)
+        record = RunRecord(path=path, data=data, redact=redact)
         record.save()
         return record
 
