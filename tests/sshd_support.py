@@ -130,12 +130,13 @@ def _banner(port: int) -> bool:
 
 
 def start_sshd(workdir: Path, *, host_key: Path | None = None, authorized_keys: Iterable[str] = (),
-               port: int | None = None) -> Sshd:
+               port: int | None = None, options: Iterable[str] = ()) -> Sshd:
     """Start Debian's OpenSSH server on 127.0.0.1 with a throwaway config under ``workdir``.
 
     ``host_key``: a private host key file to serve (default: a fresh ed25519 key).
     ``authorized_keys``: public keys (one-line OpenSSH form) allowed to log in, on top of
     the fresh client key the result carries as ``client_key``.
+    ``options``: sshd_config lines that override the defaults (e.g. "AllowTcpForwarding no").
     """
     if not os.path.exists(SSHD):
         raise RuntimeError(f"{SSHD} is missing: install openssh-server (apt-get install openssh-server)")
@@ -162,6 +163,7 @@ def start_sshd(workdir: Path, *, host_key: Path | None = None, authorized_keys: 
     config = workdir / "sshd_config"
     config.write_text(
         "\n".join([
+            *options,  # first: sshd keeps the first value it reads of a setting
             f"Port {port}",
             "ListenAddress 127.0.0.1",
             f"HostKey {host_key}",

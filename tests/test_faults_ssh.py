@@ -371,3 +371,102 @@ def test_kill_9_then_attach_finishes_the_run_with_every_metric(outcomes: dict[st
     assert_complete(case)
     if name == "kill-9-ssh-sqlite":  # the served store and its forward came back with the attach
         assert "serving the MLflow store to the job again" in case.attach_out
+
+
+# -- the relay and the forward, on the runner ----------------------------------------------------------------
+
+
+@pytest.fixture
+def here() -> Iterator[int]:
+    """An HTTP server on this machine's 127.0.0.1 that answers "hello"."""
+    import http.server
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def direct_runner(server: Sshd, tmp_path: Path) -> Any:
+    from backend.runners.ssh import SshRunner, SshTarget
+
+    (tmp_path / "ssh_config").touch()
+    target = SshTarget(host="127.0.0.1", port=server.port, user=server.user, client_keys=[str(server.client_key)],
+                       known_hosts=str(server.known_hosts), config_path=str(tmp_path / "ssh_config"))
+    return SshRunner(target, tmp_path / "run", "relay1", remote_dir=str(tmp_path / "remote"), reconnect_timeout=10)
+
+
+async def test_the_relay_waits_for_a_forward_and_tells_what_it_gave_up(sshd: Sshd, tmp_path: Path,  # noqa: F811
+                                                                       here: int) -> None:
+    import shlex
+
+    from backend.runners.ssh import SshRunner
+
+    runner: SshRunner = direct_runner(sshd, tmp_path)
+    runner.relay_wait = 0.5
+    await runner.provision()
+    port = await runner.forward(here)
+    folder = Path(runner.run_folder)
+
+    async def get() -> tuple[int, str]:
+        code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10).read())"
+        status, out, _ = await runner.execute(f"{sys.executable} -c {shlex.quote(code)}")
+        return status, out.decode()
+
+    try:
+        assert await get() == (0, "b'hello'\n")
+        assert await runner.undelivered_metrics() is None
+        forward = (folder / "forward.port").read_text().split()
+        # No forward answers (as while trainboard is away): the call waits, then is given up.
+        (folder / "forward.port").write_text(f"{free_tcp_port()} {int(forward[1]) + 1}\n")
+        before = time.time()
+        assert (await get())[0] != 0
+        gave_up = await runner.undelivered_metrics()
+        assert gave_up is not None and before <= gave_up <= time.time()
+        # The forward back (as after an attach): calls get through, and nothing is missing any more.
+        (folder / "forward.port").write_text(f"{forward[0]} {int(forward[1]) + 2}\n")
+        assert await get() == (0, "b'hello'\n")
+        assert await runner.undelivered_metrics() is None
+        relay_pid = int((folder / "relay.pid").read_text())
+    finally:
+        await runner.teardown()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{relay_pid}").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not run_processes(str(folder)), "teardown leaves no relay"
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_host_that_refuses_forwarding_is_an_error_with_the_fix_not_a_traceback(
+        tmp_path: Path, here: int) -> None:
+    from backend.runners import RunnerError
+    from backend.runners.ssh import SshRunner
+    from tests.sshd_support import start_sshd
+
+    server = start_sshd(tmp_path / "sshd", options=["AllowTcpForwarding no"])
+    runner: SshRunner = direct_runner(server, tmp_path)
+    try:
+        await runner.provision()
+        with pytest.raises(RunnerError, match="refused to forward.*AllowTcpForwarding yes.*tracking_uri"):
+            await runner.forward(here)
+    finally:
+        await runner.teardown()
+        server.stop()

@@ -243,6 +243,7 @@ class SshRunner:
         self._listeners: dict[int, asyncssh.SSHListener] = {}
         self._reforwards: set[asyncio.Task[None]] = set()
         self._relay_port = 0  # the relay's port on the host (0: no relay, the job uses the forward itself)
+        self.relay_wait = RELAY_WAIT  # how long a job's MLflow call waits at the relay for a forward
         self._watch_task: asyncio.Task[None] | None = None  # the connection's health check (see _watch)
         self._heard = 0.0  # monotonic time of the last answer from the host
         self._bulk = 0  # bulk transfers under way (their data may queue a probe's answer behind it)
@@ -1020,7 +1021,7 @@ class SshRunner:
             "fi\n"
             f"command -v python3 >/dev/null 2>&1 || {{ printf '{MARK}relay=none\\n'; exit 0; }}\n"
             "old=$(cat relay.port 2>/dev/null); rm -f relay.port\n"
-            f"(setsid python3 {RELAY_SOURCE} \"$PWD\" --port \"${{old:-0}}\" --wait {RELAY_WAIT:g}"
+            f"(setsid python3 {RELAY_SOURCE} \"$PWD\" --port \"${{old:-0}}\" --wait {self.relay_wait:g}"
             " </dev/null >>relay.log 2>&1 &)\n"
             f"i=0; while [ ! -s relay.port ] && [ $i -lt {PID_WAIT_STEPS} ]; do sleep 0.025; i=$((i+1)); done\n"
             f"printf '{MARK}relay=%s\\n' \"$(cat relay.port 2>/dev/null)\"\n"
