@@ -107,9 +107,18 @@ class Redactor:
         forms = sorted({f for v in values for f in encoded_forms(v)}, key=lambda f: (-len(f), f))
         self._forms = tuple(forms)
         # The cheap test before the regex: one substring search per anchor (none that
-        # holds a shorter one: the shorter is found wherever the longer is).
+        # holds a shorter one: the shorter is found wherever the longer is). The value's
+        # own longest alphanumeric run stands for its URL and JSON forms too.
+        raw_anchor = {v: _anchor(v) for v in values}
+        candidates = set(raw_anchor.values())
+        for v in values:
+            if raw_anchor[v] == v:  # no run long enough: each form is its own anchor
+                candidates |= {_anchor(f) for f in encoded_forms(v)}
+            else:
+                candidates |= {_anchor(f) for f in _base64_middles(v.encode("utf-8"))
+                               if len(f) >= MIN_SECRET_LENGTH}
         anchors: list[str] = []
-        for anchor in sorted({_anchor(f) for f in forms}, key=len):
+        for anchor in sorted(candidates, key=len):
             if not any(a in anchor for a in anchors):
                 anchors.append(anchor)
         self._anchors = tuple(anchors)
