@@ -92,6 +92,7 @@ def entry() -> None:
         os._exit(code[0])
 
     atexit.register(leave)
+    code[0] = 3  # until main() says otherwise: a crash is never exit 0
     try:
         code[0] = main()
     except SystemExit as exc:  # argparse's --help and usage errors
@@ -100,6 +101,10 @@ def entry() -> None:
             print(exc.code, file=sys.stderr)
     except KeyboardInterrupt:
         code[0] = 130
+    except BaseException as exc:  # the last line of defence: one line here, the traceback in a file
+        from backend.crash import report_crash
+
+        code[0] = report_crash(exc, _current_session)
     sys.exit(code[0])
 
 
@@ -157,10 +162,15 @@ def _attach(args: argparse.Namespace) -> int:
     return _show(Session.attach(record, store.root.parent), args.no_tui)
 
 
+_current_session: Session | None = None  # the run a crash report belongs to
+
+
 def _show(session: Session, no_tui: bool) -> int:
     """Run ``session`` in the dashboard, or headless; its exit code."""
     from backend.exitcodes import ExitCode
 
+    global _current_session
+    _current_session = session
     if no_tui:
         import asyncio
 
@@ -171,7 +181,16 @@ def _show(session: Session, no_tui: bool) -> int:
 
     app = make_app(session)
     app.run()
-    code = int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    if app.return_code is None:
+        code = int(ExitCode.INTERRUPTED)
+    elif app.return_code != app.exited_with:
+        # Textual's own exit after an exception in the app (return code 1, which would read as
+        # "gate failed"): the session's teardown has run (see on_unmount); the run crashed.
+        print(f"error: the dashboard failed unexpectedly; the run was torn down and its traceback is in "
+              f"{session.run_dir / 'traceback.txt'}", file=sys.stderr)
+        code = int(ExitCode.INFRA_ERROR)
+    else:
+        code = int(app.return_code)
     if code == ExitCode.DETACHED:
         print(f"detached: run {session.run_id} goes on; `trainboard attach {session.run_id}` comes back to it",
               file=sys.stderr)
