@@ -701,13 +701,17 @@ class Session:
             self.record.update(verdict=self.comparison.verdict, gates_passed=self.comparison.passed,
                                comparison=self.comparison.to_dict())
 
+        stale = self._stale is not None
         async with self._stage(Stage.REPORT) as note:
-            path = await self._write_report("succeeded" if self.comparison.passed else "gate-failed")
+            status = "succeeded" if self.comparison.passed else "gate-failed"
+            path = await self._write_report(f"error: {status} on stale metrics" if stale else status)
             self._publish(ev.ReportWritten(str(path)))
             if self._publish_at_end:
                 opened = await self._open_pull_request()
                 note(f"pull request #{opened.number} {'opened' if opened.created else 'updated'}")
 
+        if stale:  # a verdict on values that may not be the last is no pass (nor a fail) CI can act on
+            return ExitCode.INFRA_ERROR
         return ExitCode.OK if self.comparison.passed else ExitCode.GATE_FAILED
 
     async def _attached(self, record: RunRecord) -> ExitCode:
