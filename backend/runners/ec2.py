@@ -833,6 +833,7 @@ class Ec2Runner:
             host_keys=[self._res["host_key"]],
             keepalive=cfg.keepalive_seconds,
             connect_timeout=cfg.connect_timeout,
+            stall_timeout=float(cfg.stall_timeout),
         )
         self._remember(ssh_host=host, ssh_port=port)
         ssh = SshRunner(target, self.run_dir, self.run_id, remote_dir=self._runs_dir(),
@@ -911,6 +912,14 @@ class Ec2Runner:
 
     async def forward(self, port: int) -> int:
         return await self._require_ssh().forward(port)
+
+    async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
+        """The job's environment from its 0600 file on the instance (for attach's masker)."""
+        return await self._require_ssh().read_job_env(handle)
+
+    async def undelivered_metrics(self) -> float | None:
+        """Whether the job's MLflow calls through the forward relay were given up on (see SshRunner)."""
+        return await self._require_ssh().undelivered_metrics()
 
     # ------------------------------------------------------------------ leaving
 
