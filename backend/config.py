@@ -67,6 +67,9 @@ class _SshOptions(_Strict):
     reconnect_timeout: float = Field(default=300, gt=0)  # give up when the host stays away this long
     # no answer from the host this long (a blackhole, a half-open connection): reconnect, and say so
     stall_timeout: float = Field(default=10, gt=0, le=600)
+    # the dead-man switch: a job whose trainboard has said nothing this long (killed, or the host
+    # unreachable for good) is stopped by the host itself; a detached run is left alone; 0: never
+    orphan_timeout: float = Field(default=900, ge=0, le=7 * 24 * 3600)
 
     @field_validator("remote_dir")
     @classmethod

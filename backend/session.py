@@ -1160,7 +1160,10 @@ class Session:
                         final = await self.runner.status(self._job)
                         self._job_exit = final.exit_code
                 except Exception as exc:  # teardown must go on whatever failed
-                    problems.append(f"stopping the job: {exc}")
+                    orphan = getattr(self.config.runner, "orphan_timeout", 0)
+                    left = (f"; the host's watchdog stops it once trainboard has said nothing for "
+                            f"runner.orphan_timeout ({orphan:g} s)" if orphan else "")
+                    problems.append(f"stopping the job: {exc}{left}")
             try:
                 await self.runner.teardown()
                 self._publish(ev.RunnerChanged(state="stopped", kind=self.runner.kind))

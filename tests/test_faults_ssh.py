@@ -57,6 +57,7 @@ class Case:
     store: str = "sqlite"  # the local store (served and forwarded for ssh), or "http": a server both reach
     expect: ExitCode = ExitCode.OK
     reconnect_timeout: float = 30.0
+    orphan_timeout: float = 900.0  # runner.orphan_timeout: the host's watchdog stops a job left this long
     fault: Callable[[Case], None] | None = None  # done once the job has logged epoch 2
     # filled by the run
     repo: Path = Path()
@@ -125,7 +126,8 @@ CASES = [
     Case("blackhole-then-resume", fault=blackhole_then_resume),
     Case("blackhole-then-close", fault=blackhole_then_close),
     Case("partition", fault=partition),
-    Case("blackhole-forever", fault=blackhole_forever, expect=ExitCode.INFRA_ERROR, reconnect_timeout=6.0),
+    Case("blackhole-forever", fault=blackhole_forever, expect=ExitCode.INFRA_ERROR, reconnect_timeout=6.0,
+         orphan_timeout=8.0),
     Case("kill-9-ssh-sqlite", fault=kill_9),
     Case("kill-9-ssh-http", store="http", fault=kill_9),
     Case("kill-9-local-sqlite", runner="local", fault=kill_9),
@@ -150,7 +152,7 @@ def prepare(case: Case, base: Path, sshd: Sshd, mlflow_db: Path, http_url: str) 
             "identity_file": str(sshd.client_key), "ssh_config": str(base / "ssh_config"),
             "known_hosts": str(proxy_known_hosts(sshd, case.proxy.port, base / "known_hosts")),
             "remote_dir": str(case.remote), "stall_timeout": STALL, "connect_timeout": 5,
-            "reconnect_timeout": case.reconnect_timeout,
+            "reconnect_timeout": case.reconnect_timeout, "orphan_timeout": case.orphan_timeout,
         }
     config["job"]["command"] = f"{sys.executable} job.py"  # the remote login's PATH knows no venv
     config["job"]["setup"] = []
@@ -356,9 +358,18 @@ def test_a_host_gone_for_good_fails_the_run_with_exit_3_in_bounded_time(outcomes
     # The job could not be stopped on a host that does not answer: teardown says so.
     assert any("stopping the job" in e["message"] for e in record["errors"]), record["errors"]
     assert case.seconds < 60
-    # Nothing reaches a host that does not answer: the job is still there (the fixture ends
-    # it). What is left is said, with the process group to stop.
-    assert group_alive(int(record["job"]["pid"]))
+    # Nothing reaches a host that does not answer; the job's own watchdog there stops it once
+    # trainboard has said nothing for runner.orphan_timeout (8 s here): no job outlives the run.
+    assert any("runner.orphan_timeout" in e["message"] for e in record["errors"]), record["errors"]
+    deadline = time.monotonic() + case.orphan_timeout + 15
+    while group_alive(int(record["job"]["pid"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not group_alive(int(record["job"]["pid"])), "the job outlived its run on a host cut off for good"
+    folder = Path(record["runner"]["state"]["run_folder"])
+    assert "no word from trainboard for 8 s" in (folder / "job.orphaned").read_text()
+    while run_processes(record["run_id"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not run_processes(record["run_id"]), "a process of the run outlived it"
 
 
 # -- kill -9, then attach ------------------------------------------------------------------------------------

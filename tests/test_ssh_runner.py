@@ -434,3 +434,30 @@ async def test_an_sshd_with_a_given_host_key_and_authorized_key(tmp_path: Path) 
         await runner.teardown()
     finally:
         server.stop()
+
+
+async def test_the_heartbeat_keeps_a_followed_job_and_a_detached_one_alive_past_the_orphan_timeout(
+        sshd: Sshd, tmp_path: Path) -> None:
+    """runner.orphan_timeout at 2 s: while a session holds the run its heartbeat keeps the job's
+    watchdog quiet, and a detach (the run left on purpose) does too; only silence stops the job."""
+    runner = make(sshd, tmp_path)
+    runner.target.orphan_timeout = 2.0
+    await runner.provision()
+    try:
+        handle = await runner.start(JobSpec("job", ("echo started; sleep 6; echo done",), "."))
+        lines, code = await follow(runner, handle)  # 6 s, three times the limit
+        assert code == 0 and job_lines(lines) == ["started", "done"]
+        folder = Path(runner.run_folder)
+        assert not (folder / "job.orphaned").exists()
+
+        handle = await runner.start(JobSpec("left", ("sleep 6; echo done",), "."))
+        state = json.loads(json.dumps(runner.state()))
+        await runner.detach()
+        await asyncio.sleep(4)  # twice the limit, with no heartbeat: detached, so left alone
+        again = SshRunner(SshTarget("elsewhere.invalid"), tmp_path / "run", "run1")
+        await again.reattach(state)
+        lines, code = await follow(again, handle)
+        assert code == 0 and job_lines(lines) == ["done"] and not (folder / "left.orphaned").exists()
+        await again.teardown()
+    finally:
+        await runner.teardown()

@@ -834,6 +834,7 @@ class Ec2Runner:
             keepalive=cfg.keepalive_seconds,
             connect_timeout=cfg.connect_timeout,
             stall_timeout=float(cfg.stall_timeout),
+            orphan_timeout=float(cfg.orphan_timeout),
         )
         self._remember(ssh_host=host, ssh_port=port)
         ssh = SshRunner(target, self.run_dir, self.run_id, remote_dir=self._runs_dir(),

@@ -57,6 +57,10 @@ PROBE_EVERY = 2.0  # at most this long between two probes of a connection that h
 MAX_ATTEMPTS = 4  # connection attempts under way at once while reconnecting (see _open_with_backoff)
 RELAY_WAIT = 60.0  # seconds a job's connection waits at the relay for a forward (see forward_relay.py)
 RELAY_SOURCE = "forward_relay.py"  # package data, run on the host with its python3
+WATCHDOG_SOURCE = "orphan_watchdog.sh"  # package data: each job's dead-man switch on the host
+ORPHAN_TIMEOUT = 900.0  # seconds without word from trainboard before a job's watchdog stops it (0: never)
+ALIVE = "alive"  # in the run folder: touched while a session holds the run
+DETACHED = "detached"  # in the run folder: the run was left on purpose; its watchdogs wait
 SMALL_FILE = 65536  # bytes read of an exit code, interruption notice or /proc file
 READ_AHEAD = 2  # chunks read ahead of the caller (see SshRunner.tail)
 PID_WAIT_STEPS = 200  # x 0.025 s: how long start() waits for the job to write its pid
@@ -114,13 +118,14 @@ class SshTarget:
     keepalive: float = 15.0
     connect_timeout: float = 20.0
     stall_timeout: float = STALL_TIMEOUT  # no answer this long: the connection is dropped and made again
+    orphan_timeout: float = ORPHAN_TIMEOUT  # no word from trainboard this long: the host stops the job
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "host": self.host, "port": self.port, "user": self.user, "client_keys": self.client_keys,
             "known_hosts": self.known_hosts, "host_keys": list(self.host_keys), "config_path": self.config_path,
             "keepalive": self.keepalive, "connect_timeout": self.connect_timeout,
-            "stall_timeout": self.stall_timeout,
+            "stall_timeout": self.stall_timeout, "orphan_timeout": self.orphan_timeout,
         }
 
     @classmethod
@@ -131,6 +136,7 @@ class SshTarget:
             host_keys=list(data.get("host_keys") or []), config_path=data.get("config_path"),
             keepalive=float(data.get("keepalive", 15.0)), connect_timeout=float(data.get("connect_timeout", 20.0)),
             stall_timeout=float(data.get("stall_timeout", STALL_TIMEOUT)),
+            orphan_timeout=float(data.get("orphan_timeout", ORPHAN_TIMEOUT)),
         )
 
 
@@ -245,6 +251,8 @@ class SshRunner:
         self._relay_port = 0  # the relay's port on the host (0: no relay, the job uses the forward itself)
         self.relay_wait = RELAY_WAIT  # how long a job's MLflow call waits at the relay for a forward
         self._watch_task: asyncio.Task[None] | None = None  # the connection's health check (see _watch)
+        self._heartbeat_task: asyncio.Task[None] | None = None  # touches ALIVE for the jobs' watchdogs
+        self._watchdog_sent = False  # orphan_watchdog.sh is in the run folder
         self._heard = 0.0  # monotonic time of the last answer from the host
         self._bulk = 0  # bulk transfers under way (their data may queue a probe's answer behind it)
         self._gave_up: tuple[int, str] | None = None  # (generation, why): a reconnect that failed for good
@@ -262,6 +270,7 @@ class SshRunner:
             keepalive=float(cfg.keepalive_seconds),
             connect_timeout=float(cfg.connect_timeout),
             stall_timeout=float(cfg.stall_timeout),
+            orphan_timeout=float(cfg.orphan_timeout),
         )
         return cls(target, run_dir, run_id, remote_dir=cfg.remote_dir, reconnect_timeout=float(cfg.reconnect_timeout))
 
@@ -654,9 +663,12 @@ class SshRunner:
         self._kwargs = None
         self._drop_connection()
         self._connected_once = False
-        status, _, _ = await self.execute(f"test -d {shlex.quote(self.workspace)}")
+        detached = shlex.quote(posixpath.join(self.run_folder, DETACHED))
+        status, _, _ = await self.execute(f"test -d {shlex.quote(self.workspace)} && rm -f {detached}")
         if status != 0:
             raise RunnerError(f"{self.workspace} is gone from {self._address}")
+        self._watchdog_sent = True  # the first session sent it
+        self._keep_alive()
         return self._host_record()
 
     def _require_provisioned(self) -> None:
@@ -710,14 +722,67 @@ class SshRunner:
             f"i=0; while [ ! -s {q(p['pid'])} ] && [ $i -lt {PID_WAIT_STEPS} ]; do sleep 0.025; i=$((i+1)); done\n"
             f"printf '{MARK}pid=%s\\n' \"$(cat {q(p['pid'])} 2>/dev/null)\"\n"
         )
+        command += self._watchdog_command(spec.name, p["pid"], p["exit"])
+        await self._send_watchdog()
         self._forget_log(p["log"])
         status, out, err = await self.execute(command, input=script)
         pid_text = _marked(_text(out)).get("pid", "")
         if status != 0 or not pid_text.isdigit() or int(pid_text) <= 1:
             why = _text(err).strip() or f"exit status {status}"
             raise RunnerError(f"could not start the {spec.name} on {self._address}: {why}")
+        self._keep_alive()
         return JobHandle(name=spec.name, pid=int(pid_text), log_path=p["log"], exit_path=p["exit"],
                          started_at=time.time())
+
+    # -- the dead-man switch: a job whose trainboard is gone for good is stopped by the host ---------------------
+
+    def _watchdog_command(self, name: str, pid_path: str, exit_path: str) -> str:
+        """Shell (run in the run folder, after the job's start) that starts ``name``'s watchdog
+        unless it runs already (a start made again after a drop starts no second one)."""
+        limit = int(self.target.orphan_timeout)
+        if limit <= 0:
+            return ""
+        q = shlex.quote
+        folder = self.run_folder
+        wd = q(posixpath.join(folder, f"{name}.watchdog"))
+        args = " ".join(q(posixpath.join(folder, f)) for f in (ALIVE, DETACHED)) + f" {limit} " + q(
+            posixpath.join(folder, f"{name}.orphaned")) + " " + q(exit_path)
+        return (f"if [ -s {q(pid_path)} ] && ! {{ [ -s {wd} ] && kill -0 \"$(cat {wd})\" 2>/dev/null; }}; then\n"
+                f"  touch {q(posixpath.join(folder, ALIVE))}\n"
+                f"  (setsid bash {q(posixpath.join(folder, WATCHDOG_SOURCE))} \"$(cat {q(pid_path)})\" {args}"
+                f" </dev/null >/dev/null 2>&1 & echo $! > {wd})\n"
+                "fi\n")
+
+    async def _send_watchdog(self) -> None:
+        if self._watchdog_sent or self.target.orphan_timeout <= 0:
+            return
+        source = resources.files("backend.runners").joinpath(WATCHDOG_SOURCE).read_bytes()
+        dest = shlex.quote(posixpath.join(self.run_folder, WATCHDOG_SOURCE))
+        status, _, err = await self.execute(f"cat > {dest}.tmp && mv -f {dest}.tmp {dest}", input=source)
+        if status != 0:
+            raise RunnerError(f"could not write {WATCHDOG_SOURCE} on {self._address}: {_text(err).strip()}")
+        self._watchdog_sent = True
+
+    def _keep_alive(self) -> None:
+        """Touch ALIVE every few seconds while this session holds the run (see orphan_watchdog.sh)."""
+        if self.target.orphan_timeout <= 0 or self._heartbeat_task is not None:
+            return
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        path = posixpath.join(self.run_folder, ALIVE)
+        every = max(1.0, min(30.0, self.target.orphan_timeout / 4))
+        while True:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    sftp = await self._sftp_client(conn, self._gen)
+                    await asyncio.wait_for(sftp.utime(path), every)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a drop: the health check and the reconnect deal with it
+                    pass
+            await asyncio.sleep(every)
 
     async def _write_env(self, path: str, env: dict[str, str]) -> None:
         """``export NAME='value'`` lines into ``path`` on the host, created 0600 (umask 077:
@@ -1088,6 +1153,15 @@ class SshRunner:
                 since = None
         return since
 
+    async def _stop_watchdogs(self) -> None:
+        """End the jobs' watchdogs (each also ends by itself within a second of its job); best effort."""
+        if not self.run_folder or self._conn is None or self.target.orphan_timeout <= 0:
+            return
+        script = (f"cd {shlex.quote(self.run_folder)} 2>/dev/null || exit 0\n"
+                  'for wd in ./*.watchdog; do [ -s "$wd" ] && kill -TERM "$(cat "$wd")" 2>/dev/null; done\nexit 0\n')
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.execute(script, retry=False), self.target.stall_timeout)
+
     async def _stop_relay(self) -> None:
         """End the run's relay (it also ends by itself once the job has); best effort."""
         if not self._relay_port or not self.run_folder or self._conn is None:
@@ -1108,6 +1182,9 @@ class SshRunner:
             task.cancel()
         if self._watch_task is not None and self._watch_task is not asyncio.current_task():
             self._watch_task.cancel()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
         conn, self._conn = self._conn, None
         self._sftp = None
         self._files.clear()
@@ -1118,7 +1195,13 @@ class SshRunner:
                 await asyncio.wait_for(conn.wait_closed(), 2.0)
 
     async def detach(self) -> None:
-        """Close the connection; the job, its run folder and the host stay as they are."""
+        """Close the connection; the job, its run folder and the host stay as they are
+        (its watchdog waits: the run was left on purpose)."""
+        if self.run_folder and self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.execute(f"touch {shlex.quote(posixpath.join(self.run_folder, DETACHED))}", retry=False),
+                    self.target.stall_timeout)
         await self._close()
 
     async def teardown(self) -> None:
@@ -1134,6 +1217,7 @@ class SshRunner:
             await self._remove_secrets()
         finally:
             await self._stop_relay()
+            await self._stop_watchdogs()
             await self._close()
 
     async def _remove_secrets(self) -> None:
