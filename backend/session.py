@@ -422,9 +422,10 @@ class Session:
             params = yaml.safe_dump(cfg.params, sort_keys=False).encode()
             params_path = str(Path(cfg.job.workdir) / "params.yaml")
             extra = {params_path: params}
+            synced = len(files)  # the config file among them, masked on its way (see _mask_config_copy)
             files, extra = self._mask_config_copy(files, extra)
             await self.runner.sync(self.root, files, extra)
-            note(f"{len(files)} files + params.yaml")
+            note(f"{synced} files + params.yaml")
             setup = list(cfg.job.setup)
             if self._dvc is not None:  # after the user's setup, which may be what installs dvc
                 from backend import dvc

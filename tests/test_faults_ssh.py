@@ -39,6 +39,9 @@ from backend.exitcodes import ExitCode
 from tests.conftest import ROOT, git, make_tiny_repo, run_cli
 from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts, sshd  # noqa: F401  (the module's sshd)
 
+# Its module fixture runs the whole set once: keep these tests on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("faults_ssh")
+
 EPOCHS = 8
 SLEEP = 0.5  # seconds between epochs: the job trains for about 4 s
 STALL = 2.0  # runner.stall_timeout in these runs

@@ -41,6 +41,9 @@ from backend.session import Session
 from backend.store import RunStore
 from tui.app import make_app
 
+# Its module fixture runs the whole set once: keep these tests on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("snapshots")
+
 SIZE = (100, 30)
 SMALL = (80, 24)
 SnapCompare = Callable[..., bool]

@@ -203,7 +203,8 @@ async def test_the_job_survives_the_connection(sshd: Sshd, ssh_proxy: TcpProxy, 
     runner = via_proxy(sshd, ssh_proxy, tmp_path)
     runner.notify = events.append
     await runner.provision()
-    handle = await runner.start(JobSpec("job", ("for i in $(seq 1 30); do echo line $i; sleep 0.05; done",), "."))
+    # 4 s of output: still running after the 0.6 s below on a loaded machine (tests run in parallel)
+    handle = await runner.start(JobSpec("job", ("for i in $(seq 1 40); do echo line $i; sleep 0.1; done",), "."))
     splitter = LineSplitter()
     lines: list[str] = []
     while "line 3" not in lines:
@@ -222,7 +223,7 @@ async def test_the_job_survives_the_connection(sshd: Sshd, ssh_proxy: TcpProxy, 
     rest, code = await follower
     await runner.teardown()
     assert code == 0
-    assert job_lines(lines + rest) == [f"line {i}" for i in range(1, 31)]
+    assert job_lines(lines + rest) == [f"line {i}" for i in range(1, 41)]
     assert [e.state for e in events if isinstance(e, ev.RunnerChanged)] == ["reconnecting", "ready"]
     assert any(isinstance(e, ev.Notice) and "reconnected" in e.message for e in events)
 

@@ -1154,20 +1154,21 @@ class SshRunner:
         return since
 
     async def _stop_watchdogs(self) -> None:
-        """End the jobs' watchdogs (each also ends by itself within a second of its job); best effort."""
-        if not self.run_folder or self._conn is None or self.target.orphan_timeout <= 0:
-            return
-        script = (f"cd {shlex.quote(self.run_folder)} 2>/dev/null || exit 0\n"
-                  'for wd in ./*.watchdog; do [ -s "$wd" ] && kill -TERM "$(cat "$wd")" 2>/dev/null; done\nexit 0\n')
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.execute(script, retry=False), self.target.stall_timeout)
+        """End the jobs' watchdogs (each also ends by itself within a second of its job)."""
+        if self.target.orphan_timeout > 0:
+            await self._in_run_folder_quietly(
+                'for wd in ./*.watchdog; do [ -s "$wd" ] && kill -TERM "$(cat "$wd")" 2>/dev/null; done\n')
 
     async def _stop_relay(self) -> None:
-        """End the run's relay (it also ends by itself once the job has); best effort."""
-        if not self._relay_port or not self.run_folder or self._conn is None:
+        """End the run's relay (it also ends by itself once the job has)."""
+        if self._relay_port:
+            await self._in_run_folder_quietly('[ -s relay.pid ] && kill -TERM "$(cat relay.pid)" 2>/dev/null\n')
+
+    async def _in_run_folder_quietly(self, script: str) -> None:
+        """Best effort, for teardown: ``script`` in the run folder, if connected, within stall_timeout."""
+        if not self.run_folder or self._conn is None:
             return
-        script = (f"cd {shlex.quote(self.run_folder)} 2>/dev/null || exit 0\n"
-                  "[ -s relay.pid ] && kill -TERM \"$(cat relay.pid)\" 2>/dev/null\nexit 0\n")
+        script = f"cd {shlex.quote(self.run_folder)} 2>/dev/null || exit 0\n{script}exit 0\n"
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.execute(script, retry=False), self.target.stall_timeout)
 
