@@ -55,17 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("pr", help="open or update a finished run's pull request (needs GITHUB_TOKEN)",
                         description="Push the run's outputs and report to trainboard/<branch>, open a pull request "
                         "against the base branch (or update the one open), and keep one report comment on it. "
-                        "Inside a pull request's CI, comment on that pull request instead.")
+                        "Inside a pull request's CI, comment on that pull request instead. Either way, a commit "
+                        "status per gated metric (trainboard/<metric>) goes on the pull request's head.")
     pr.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    pr.add_argument("--results", metavar="DIR", type=Path,
+                    help="the workflow_run half of fork-safe CI: post the comment and the commit statuses of the "
+                    "pull request run whose artifact (its .trainboard/runs/<id>/ folder) was downloaded into DIR; "
+                    "the pull request and commit come from the workflow_run event, nothing in DIR is run, "
+                    "nothing is pushed")
 
-    init = sub.add_parser("init", help="write a GitHub Actions workflow that runs trainboard in CI",
-                          description="Write .github/workflows/trainboard.yml: on push, pull request, daily and "
-                          "by hand, install trainboard and run `trainboard run CONFIG --no-tui`, with AWS through "
-                          "an OIDC role or secrets and the least permissions the run needs.")
-    init.add_argument("--config", default="sample_params.yaml", help="the run's config (default: %(default)s)")
-    init.add_argument("--install", default="trainboard",
-                      help="what `pip install` gets in CI, e.g. a git URL or '-e .[train]' (default: %(default)s)")
-    init.add_argument("--force", action="store_true", help="replace an existing workflow file")
+    init = sub.add_parser("init", help="write the GitHub Actions workflows that run trainboard in CI",
+                          description="Write .github/workflows/trainboard.yml (pull requests train with a read-only "
+                          "token and upload their results; pushes to the base branch record the baseline; manual "
+                          "runs) and .github/workflows/trainboard-publish.yml (posts a pull request's comment and "
+                          "commit status, never running its code). CI installs this repository (pip install -e "
+                          "'.[EXTRAS]') or its requirements.txt, and trainboard from --install.")
+    init.add_argument("--config", default="sample_params.yaml",
+                      help="the run's config, relative to the repository root (default: %(default)s)")
+    init.add_argument("--install", metavar="SPEC",
+                      help="where CI gets trainboard: a git URL ('git+https://github.com/OWNER/trainboard@TAG'), "
+                      "a wheel or folder committed here, or a package name; needed unless this repository is "
+                      "trainboard")
+    init.add_argument("--extras", action="append", default=[], metavar="NAME[,NAME]",
+                      help="extras of this repository the job needs, e.g. --extras train (repeatable)")
+    init.add_argument("--python", default="3.11", help="the Python version CI uses (default: %(default)s)")
+    init.add_argument("--schedule", metavar="CRON", default="",
+                      help="also train the default branch on a schedule, e.g. '17 3 * * *' (default: no schedule)")
+    init.add_argument("--aws", action="store_true",
+                      help="add the AWS credential steps even when the config uses neither ec2 nor S3")
+    init.add_argument("--force", action="store_true", help="replace existing workflow files")
 
     reap = sub.add_parser("reap", help="delete cloud resources left by runs that ended or expired",
                           description="Find every EC2 instance, key pair and security group tagged by trainboard "
@@ -264,13 +282,32 @@ def _compare(args: argparse.Namespace) -> int:
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
 
 
-def _pr(args: argparse.Namespace) -> int:
+def _pr_results(results: Path) -> int:
     from backend.exitcodes import ExitCode
-    from backend.github import PublishError, RunInfo
+    from backend.github import PublishError, publish_results
+    from backend.redact import Redactor
+
+    try:
+        result = publish_results(results, env=os.environ, redact=Redactor.from_env(os.environ, {}))
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.INFRA_ERROR
+    print(f"pull request #{result.pr_number}: report comment {result.comment_url}")
+    for line in result.statuses:
+        print(f"commit status {line}")
+    return ExitCode.OK
+
+
+def _pr(args: argparse.Namespace) -> int:
+    from backend.compare import Comparison
+    from backend.exitcodes import ExitCode
+    from backend.github import PublishError, ReadOnlyToken, RunInfo
     from backend.publish import publish
     from backend.redact import Redactor
     from tui.run_files import config_of
 
+    if args.results is not None:
+        return _pr_results(args.results)
     store = _store()
     record = _resolve(store, args.run)
     if record is None:
@@ -284,27 +321,36 @@ def _pr(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.CONFIG_ERROR
     redact = Redactor.from_env(os.environ, config.job.env)
+    compared = record.get("comparison")
     run = RunInfo(record.run_id, str(record.get("branch", "")), str(record.get("commit", "")), config.name,
-                  str(record.get("verdict", "")))
+                  str(record.get("verdict", "")), status=str(record.get("status")),
+                  comparison=Comparison.from_dict(compared) if isinstance(compared, dict) else None)
     try:
         root = store.root.parent
         dvc_files = {rel: root / rel for rel in record.get("dvc_files") or ()}  # as the run brought them back
         result = publish(store.runs / record.run_id, root, config, run, dvc_files, redact)
+    except ReadOnlyToken as exc:
+        print(f"nothing posted: {exc}")
+        return ExitCode.OK
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRA_ERROR
+    for line in result.notes:
+        print(f"note: {line}")
     record.update(pull_request={"number": result.pr_number, "url": result.pr_url,
                                 "comment_url": result.comment_url, "branch": result.branch})
     print(f"pull request #{result.pr_number} {'opened' if result.created_pr else 'updated'}: {result.pr_url}")
     if result.comment_url:
         print(f"report comment: {result.comment_url}")
+    for line in result.statuses:
+        print(f"commit status {line}")
     return ExitCode.OK
 
 
 def _init(args: argparse.Namespace) -> int:
     import shlex
 
-    from backend.ci import write_workflow
+    from backend.ci import InitError, WorkflowPlan, check_schedule, plan_install, write_workflows
     from backend.exitcodes import ExitCode
     from backend.gitinfo import repo_root
 
@@ -320,14 +366,40 @@ def _init(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
+    config = loaded.config
+    aws = args.aws or config.runner.kind == "ec2" or config.dvc.remote.startswith("s3://")
+    extras = [e.strip() for item in args.extras for e in item.split(",") if e.strip()]
     try:
-        path = write_workflow(root, shlex.quote(args.config), args.install, force=args.force,
-                              base=loaded.config.compare.base)
-    except FileExistsError as exc:
-        print(f"error: {exc} exists\n  fix: pass --force to replace it", file=sys.stderr)
+        train, publish, cache, note = plan_install(root, extras, args.install)
+        plan = WorkflowPlan(config=Path(args.config).as_posix(), base=config.compare.base, train_install=train,
+                            publish_install=publish, cache_paths=cache, aws=aws, python=args.python,
+                            schedule=check_schedule(args.schedule) if args.schedule else "")
+        paths = write_workflows(root, plan, force=args.force)
+    except InitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    print(f"wrote {path.relative_to(root)}: commit it, then set the repository variable AWS_ROLE_ARN "
-          "(or the secrets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) if the run needs AWS")
+    except FileExistsError as exc:
+        print(f"error: {exc}: already there, nothing written\n  fix: pass --force to replace them", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    workflow, publisher = (p.relative_to(root) for p in paths)
+    print(f"wrote {workflow}: trains `trainboard run {shlex.quote(plan.config)} --no-tui` on pull requests against "
+          f"{plan.base} (read-only token; uploads the results), on pushes to {plan.base} (records the "
+          f"baseline) and by hand{' and on a schedule' if plan.schedule else ''}")
+    print(f"wrote {publisher}: posts each pull request's report comment and commit status, never running its code")
+    print("CI installs: " + "; ".join(train))
+    if note:
+        print(f"note: {note}")
+    steps = [f"commit both files and push them to {plan.base} (GitHub runs {publisher.name} only from the "
+             "default branch)"]
+    if aws:
+        steps.append("AWS: set the repository variable AWS_ROLE_ARN (a role trusting this repository through "
+                     "OIDC; AWS_REGION optional) or the secrets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    steps.append("manual runs on a branch open a pull request: in Settings > Actions > General, allow "
+                 "\"Allow GitHub Actions to create and approve pull requests\"")
+    steps.append("to block merges on the gate, make its commit status a required check in branch protection")
+    print("next:")
+    for number, step in enumerate(steps, 1):
+        print(f"  {number}. {step}")
     return ExitCode.OK
 
 
