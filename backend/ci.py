@@ -91,14 +91,23 @@ class InitError(ValueError):
 
 
 @dataclass(frozen=True)
+class InstallPlan:
+    """How CI gets the job's code and trainboard."""
+
+    train: tuple[str, ...]  # the training jobs' install commands, shell-quoted
+    publish: tuple[str, ...]  # the publish job's: trainboard only, from a fixed spec
+    publish_checkout: bool  # that spec is in the repository: the publish job checks out the default branch
+    cache_paths: tuple[str, ...]  # the files whose hash keys the pip cache
+    note: str = ""  # something the user may want to change
+
+
+@dataclass(frozen=True)
 class WorkflowPlan:
-    """What the workflows run: the config, and how CI gets the job's code and trainboard."""
+    """What the workflows run: the config, and how CI installs what it needs."""
 
     config: str  # relative to the repository root
     base: str  # compare.base: pushes to it record the baseline
-    train_install: tuple[str, ...]  # the training jobs' install commands, shell-quoted
-    publish_install: tuple[str, ...]  # the publish job's: trainboard only, from a fixed spec
-    cache_paths: tuple[str, ...]  # the files whose hash keys the pip cache
+    install: InstallPlan
     aws: bool = False  # credential steps and `id-token: write` for the ec2 runner or an S3 remote
     python: str = "3.11"
     schedule: str = ""  # a cron line for a scheduled baseline run; "" = none
@@ -127,8 +136,7 @@ def _is_path_spec(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.endswith((".whl", ".tar.gz", ".zip"))
 
 
-def plan_install(root: Path, extras: list[str], spec: str | None) -> tuple[tuple[str, ...], tuple[str, ...],
-                                                                           tuple[str, ...], str]:
+def plan_install(root: Path, extras: list[str], spec: str | None) -> InstallPlan:
     """The training and publish jobs' install commands, the pip cache's files and a note for the user.
 
     The repository is installed itself when it can be (``pip install -e '.[extras]'``), else
@@ -178,9 +186,9 @@ def plan_install(root: Path, extras: list[str], spec: str | None) -> tuple[tuple
                                 "the root, e.g. ./wheels/trainboard-0.1.0-py3-none-any.whl, or pass a git URL")
         command = f"pip install {shlex.quote(spec)}"
         train.append(command)
-        publish = (command,)
+        publish, checkout = (command,), _is_path_spec(spec)
     elif is_trainboard:
-        publish = ("pip install .",)
+        publish, checkout = ("pip install .",), True
     else:
         raise InitError(
             "nothing says where CI gets trainboard: it is not on a package index, and this repository is "
@@ -189,7 +197,7 @@ def plan_install(root: Path, extras: list[str], spec: str | None) -> tuple[tuple
             "committed here (--install ./wheels/trainboard-0.1.0-py3-none-any.whl) or a package name your "
             "index serves")
     cache.append(str(WORKFLOW_PATH))  # holds the install commands: a new spec is a new cache
-    return tuple(train), publish, tuple(cache), note
+    return InstallPlan(tuple(train), publish, checkout, tuple(cache), note)
 
 
 def check_schedule(cron: str) -> str:
@@ -243,8 +251,8 @@ def workflows(plan: WorkflowPlan) -> dict[Path, str]:
     id_token = "id-token: write  # AWS through OIDC (vars.AWS_ROLE_ARN)" if plan.aws else ""
     steps_values = {
         "PYTHON": json.dumps(plan.python),
-        "CACHE_PATHS": "\n".join(plan.cache_paths),
-        "INSTALL": _run_block(plan.train_install),
+        "CACHE_PATHS": "\n".join(plan.install.cache_paths),
+        "INSTALL": _run_block(plan.install.train),
         "AWS_STEPS": _template("aws-steps.yml") if plan.aws else "",
         "CONFIG": shlex.quote(plan.config),
     }
@@ -260,8 +268,12 @@ def workflows(plan: WorkflowPlan) -> dict[Path, str]:
     # Each job fills its own steps: the first TRAIN_STEPS is the pull request job's.
     train = _template("trainboard.yml").replace("@@TRAIN_STEPS@@", "@@PR_STEPS@@", 1)
     main = fill(train, {**common, "PR_STEPS": steps["pull-request"], "TRAIN_STEPS": steps["push"]})
-    publish = fill(_template("trainboard-publish.yml"),
-                   {"PYTHON": json.dumps(plan.python), "INSTALL": _run_block(plan.publish_install)})
+    checkout = plan.install.publish_checkout
+    publish = fill(_template("trainboard-publish.yml"), {
+        "PYTHON": json.dumps(plan.python), "INSTALL": _run_block(plan.install.publish),
+        "CONTENTS_READ": "contents: read  # the default branch, for the install" if checkout else "",
+        "CHECKOUT": _template("default-branch-checkout.yml") if checkout else "",
+    })
     return {WORKFLOW_PATH: main, PUBLISH_WORKFLOW_PATH: publish}
 
 

@@ -29,7 +29,7 @@ WORKFLOWS = Path(".github") / "workflows"
 SPEC = "git+https://github.com/example/trainboard@v0.1.0"
 BIN = Path(sys.executable).parent  # actionlint and shellcheck, from the dev extra
 PR_ONLY_READS = {"contents": "read"}
-PUBLISH_PERMISSIONS = {"actions": "read", "pull-requests": "write", "statuses": "write", "contents": "read"}
+PUBLISH_PERMISSIONS = {"actions": "read", "pull-requests": "write", "statuses": "write"}
 
 
 def init(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,8 +79,14 @@ def actionlint(repo: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def check_fork_safe(main: dict[str, Any], publish: dict[str, Any], publish_text: str, aws: bool) -> None:
-    """GitHub's pattern for untrusted code, and least privilege for every job."""
+def check_fork_safe(repo: Path, aws: bool, checkout: bool) -> None:
+    """GitHub's pattern for untrusted code, and least privilege for every job.
+
+    ``checkout``: trainboard's spec is in the repository (a committed wheel, or trainboard
+    itself), so the publish job checks out the default branch, and only that.
+    """
+    main, publish = load(repo)
+    publish_text = (repo / WORKFLOWS / "trainboard-publish.yml").read_text()
     on = triggers(main)
     assert set(on) <= {"push", "pull_request", "workflow_dispatch", "schedule"}
     assert on["push"] == {"branches": ["main"]} and on["pull_request"] == {"branches": ["main"]}
@@ -108,8 +114,8 @@ def check_fork_safe(main: dict[str, Any], publish: dict[str, Any], publish_text:
         env = step(jobs[name]["steps"], "Train, compare, report")["env"]
         assert env == {"GITHUB_TOKEN": "${{ github.token }}"}
     for job in jobs.values():
-        checkout = uses(job["steps"], "actions/checkout")
-        assert len(checkout) == 1 and checkout[0]["with"] == {"fetch-depth": 0}
+        trains_on = uses(job["steps"], "actions/checkout")
+        assert len(trains_on) == 1 and trains_on[0]["with"] == {"fetch-depth": 0}
         aws_steps = uses(job["steps"], "aws-actions/configure-aws-credentials")
         assert len(aws_steps) == (2 if aws else 0)
         assert ("env" in job) == aws
@@ -118,11 +124,11 @@ def check_fork_safe(main: dict[str, Any], publish: dict[str, Any], publish_text:
     assert triggers(publish) == {"workflow_run": {"workflows": [main["name"]], "types": ["completed"]}}
     (job,) = publish["jobs"].values()
     assert job["if"] == "github.event.workflow_run.event == 'pull_request'"
-    assert job["permissions"] == PUBLISH_PERMISSIONS
+    assert job["permissions"] == {**PUBLISH_PERMISSIONS, **({"contents": "read"} if checkout else {})}
     steps = job["steps"]
-    # It checks out the default branch (the run's own ref) and nothing of the pull request.
-    (checkout,) = uses(steps, "actions/checkout")
-    assert checkout["with"] == {"persist-credentials": False}
+    # It checks out nothing, or the default branch (the run's own ref): nothing of the pull request.
+    checkouts = uses(steps, "actions/checkout")
+    assert [c["with"] for c in checkouts] == ([{"persist-credentials": False}] if checkout else [])
     for forbidden in ("head_sha", "head_branch", "head_repository", "pull_request.head", "head.sha", "head.ref",
                       "refs/pull", "ref:", "repository:"):
         assert forbidden not in publish_text, forbidden
@@ -134,7 +140,8 @@ def check_fork_safe(main: dict[str, Any], publish: dict[str, Any], publish_text:
     touching = [r for r in runs if "trainboard-results" in r]
     assert touching == ['trainboard pr --results "$RUNNER_TEMP/trainboard-results"\n']
     assert step(steps, "Comment and commit status")["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
-    assert [s for s in steps if "uses" in s and s not in (checkout, download)] == uses(steps, "actions/setup-python")
+    others = [s for s in steps if "uses" in s and s is not download and s not in checkouts]
+    assert others == uses(steps, "actions/setup-python")
 
 
 def test_an_installable_repository_with_extras(tiny_repo: Path, tmp_path: Path) -> None:
@@ -150,7 +157,7 @@ def test_an_installable_repository_with_extras(tiny_repo: Path, tmp_path: Path) 
     assert "next:" in proc.stdout and "Allow GitHub Actions to create and approve pull requests" in proc.stdout
     assert "AWS_ROLE_ARN" not in proc.stdout  # the config needs no AWS
     main, publish = load(tiny_repo)
-    check_fork_safe(main, publish, (tiny_repo / WORKFLOWS / "trainboard-publish.yml").read_text(), aws=False)
+    check_fork_safe(tiny_repo, aws=False, checkout=False)
     for job in main["jobs"].values():
         python = uses(job["steps"], "actions/setup-python")[0]["with"]
         assert python["cache"] == "pip"
@@ -179,7 +186,7 @@ def test_requirements_and_a_spec_with_aws_a_schedule_and_a_quoted_config(tiny_re
     assert proc.returncode == ExitCode.OK, proc.stderr
     assert "AWS_ROLE_ARN" in proc.stdout and "AWS_ACCESS_KEY_ID" in proc.stdout  # the ec2 runner needs AWS
     main, publish = load(tiny_repo)
-    check_fork_safe(main, publish, (tiny_repo / WORKFLOWS / "trainboard-publish.yml").read_text(), aws=True)
+    check_fork_safe(tiny_repo, aws=True, checkout=True)
     assert triggers(main)["schedule"] == [{"cron": "17 3 * * *"}]
     for job in main["jobs"].values():
         python = uses(job["steps"], "actions/setup-python")[0]["with"]
@@ -215,7 +222,7 @@ def test_trainboard_itself_needs_no_spec(tiny_repo: Path, tmp_path: Path) -> Non
     main, publish = load(tiny_repo)
     assert run_block(step(main["jobs"]["baseline"]["steps"], "Install")["run"], tmp_path) == [
         ["pip", "install", "-e", ".[train]"]]
-    check_fork_safe(main, publish, (tiny_repo / WORKFLOWS / "trainboard-publish.yml").read_text(), aws=False)
+    check_fork_safe(tiny_repo, aws=False, checkout=True)
 
 
 def test_nothing_says_where_trainboard_comes_from(tiny_repo: Path) -> None:
@@ -239,6 +246,7 @@ def test_existing_workflows_are_kept_unless_forced(tiny_repo: Path) -> None:
     assert forced.returncode == ExitCode.OK, forced.stderr
     _, publish = load(tiny_repo)
     assert step(publish["jobs"]["publish"]["steps"], "Install trainboard")["run"] == f"pip install {SPEC}\n"
+    check_fork_safe(tiny_repo, aws=False, checkout=False)
 
 
 def test_what_init_refuses_names_the_flag_and_the_fix(tiny_repo: Path) -> None:

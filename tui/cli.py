@@ -370,10 +370,10 @@ def _init(args: argparse.Namespace) -> int:
     aws = args.aws or config.runner.kind == "ec2" or config.dvc.remote.startswith("s3://")
     extras = [e.strip() for item in args.extras for e in item.split(",") if e.strip()]
     try:
-        train, publish, cache, note = plan_install(root, extras, args.install)
-        plan = WorkflowPlan(config=Path(args.config).as_posix(), base=config.compare.base, train_install=train,
-                            publish_install=publish, cache_paths=cache, aws=aws, python=args.python,
-                            schedule=check_schedule(args.schedule) if args.schedule else "")
+        install = plan_install(root, extras, args.install)
+        schedule = check_schedule(args.schedule) if args.schedule else ""
+        plan = WorkflowPlan(config=Path(args.config).as_posix(), base=config.compare.base, install=install,
+                            aws=aws, python=args.python, schedule=schedule)
         paths = write_workflows(root, plan, force=args.force)
     except InitError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -386,9 +386,9 @@ def _init(args: argparse.Namespace) -> int:
           f"{plan.base} (read-only token; uploads the results), on pushes to {plan.base} (records the "
           f"baseline) and by hand{' and on a schedule' if plan.schedule else ''}")
     print(f"wrote {publisher}: posts each pull request's report comment and commit status, never running its code")
-    print("CI installs: " + "; ".join(train))
-    if note:
-        print(f"note: {note}")
+    print("CI installs: " + "; ".join(install.train))
+    if install.note:
+        print(f"note: {install.note}")
     steps = [f"commit both files and push them to {plan.base} (GitHub runs {publisher.name} only from the "
              "default branch)"]
     if aws:
