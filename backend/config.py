@@ -276,6 +276,9 @@ class Gate(_Strict):
 class CompareConfig(_Strict):
     base: str = "main"
     gates: dict[str, Gate] = Field(default_factory=dict)
+    # A base-branch run records its result in git notes (refs/notes/trainboard, pushed to the
+    # remote); a run without an MLflow baseline looks it up there. false: neither.
+    git_notes: bool = True
 
 
 class DvcConfig(_Strict):
@@ -310,9 +313,12 @@ class GithubConfig(_Strict):
     # `trainboard pr RUN` or the dashboard's p.
     publish: Literal["ci", "always", "never"] = "ci"
     repo: str = ""  # owner/name; default: parsed from the git remote's URL
-    remote: str = "origin"  # the git remote the outputs branch is pushed to
-    api_url: str = "https://api.github.com"  # GitHub Enterprise: https://HOST/api/v3
+    remote: str = "origin"  # the git remote the outputs branch is pushed to (a fork: yours)
+    # "" = https://api.github.com, or https://HOST/api/v3 when the remote is on another host
+    # (GitHub Enterprise Server); set it when the API lives elsewhere.
+    api_url: str = ""
     web_url: str = ""  # default: derived from api_url (github.com)
+    statuses: bool = True  # a commit status per gated metric (trainboard/<metric>): a merge check
 
     @field_validator("repo")
     @classmethod

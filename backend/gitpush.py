@@ -6,10 +6,11 @@ files, and pushed by hash. No local branch, ref, index or working-tree file
 changes; only new objects land in the repository's object store.
 
 One outputs branch per source branch (``trainboard/<source-branch>``): every run
-of a branch replaces that branch's tip with a fresh commit whose parent is the
-run's commit, so repeated runs update the one pull request open for it. The
-branch belongs to trainboard: commits pushed to it by hand are replaced by the
-next run.
+of a branch adds a commit on that branch's previous tip (fetched first; the
+first one's parent is the run's commit) holding the run's commit tree plus its
+outputs, and pushes it without force. Each publish is a fast-forward, so a
+"no force push" branch rule holds and the history of every run stays; the
+commits are unsigned, so a "require signed commits" rule refuses them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ DEFAULT_PREFIX = "trainboard/"
 
 class PushError(Exception):
     """A git step failed; the message is for the user (secrets already masked)."""
+
+
+class NotFastForward(PushError):
+    """The remote branch moved since it was read: build on its new tip and push again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +198,45 @@ def identity(git: Git, configured: Identity | None = None) -> Identity:
     return DEFAULT_IDENTITY
 
 
+def remote_host(url: str) -> str:
+    """The host of a remote URL (``https://h/...``, ``ssh://git@h:22/...``, ``git@h:o/r``); "" for paths."""
+    url = url.strip()
+    if not url or url.startswith(("/", "./", "../", "file:")):
+        return ""
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/@]+@)?(?P<host>[^/:]+)", url) or \
+        re.match(r"^(?:[^/@:]+@)?(?P<host>[^/:]+):", url)
+    return match["host"] if match else ""
+
+
+def configured_remote_url(git: Git, remote: str) -> str:
+    """The remote's URL as written in the config, before ``url.<base>.insteadOf`` rewrites it."""
+    return git.config(f"remote.{remote}.url")
+
+
 def remote_url(git: Git, remote: str) -> str:
     result = git.run("remote", "get-url", remote, check=False)
     return result.stdout.decode("utf-8", "replace").strip() if result.returncode == 0 else ""
 
 
-def commit_files(git: Git, *, parent: str, files: Mapping[str, bytes], message: str, author: Identity) -> str:
-    """A commit of ``parent``'s tree plus ``files`` (repository path → content), with
-    ``parent`` as its only parent. Built in a temporary index: nothing else changes."""
-    found = git.run("rev-parse", "--verify", "--quiet", f"{parent}^{{commit}}", check=False)
-    parent_sha = found.stdout.decode().strip()
-    if found.returncode != 0 or not parent_sha:
-        raise PushError(f"the run's commit {parent[:10]!r} is not in {git.root}: publish from the clone that ran it "
+def _commit_sha(git: Git, rev: str) -> str:
+    found = git.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+    sha = found.stdout.decode().strip()
+    if found.returncode != 0 or not sha:
+        raise PushError(f"the run's commit {rev[:10]!r} is not in {git.root}: publish from the clone that ran it "
                         f"(or fetch that commit first)")
+    return sha
+
+
+def commit_files(git: Git, *, parent: str, files: Mapping[str, bytes], message: str, author: Identity,
+                 tree_of: str = "") -> str:
+    """A commit of ``tree_of``'s tree (default: ``parent``'s) plus ``files`` (repository
+    path → content), with ``parent`` as its only parent. Built in a temporary index:
+    nothing else changes."""
+    parent_sha = _commit_sha(git, parent)
+    tree_sha = _commit_sha(git, tree_of) if tree_of else parent_sha
     with tempfile.TemporaryDirectory(prefix="trainboard-index-") as tmp:
         index_env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        git.run("read-tree", parent_sha, extra_env=index_env, what="reading the run commit's tree")
+        git.run("read-tree", tree_sha, extra_env=index_env, what="reading the run commit's tree")
         entries = []
         for path, content in sorted(files.items()):
             sha = git.out("hash-object", "-w", "--stdin", input=content, what=f"storing {path}")
@@ -236,12 +264,46 @@ def remote_tip(git: Git, remote: str, branch: str) -> str:
     return ""
 
 
-def push_commit(git: Git, *, remote: str, commit: str, branch: str) -> str:
-    """Point ``branch`` on ``remote`` at ``commit``, replacing whatever trainboard pushed
-    there before. The lease is the tip read just before: a push that raced ours is
-    reported, never silently overwritten. Returns the tip that was replaced ("" if none)."""
+def fetch_tip(git: Git, remote: str, branch: str) -> str:
+    """The commit ``branch`` points at on ``remote``, fetched here so that a commit can
+    be built on it; "" when the branch does not exist there."""
+    tip = remote_tip(git, remote, branch)
+    if tip and git.run("cat-file", "-e", f"{tip}^{{commit}}", check=False).returncode != 0:
+        git.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, f"refs/heads/{branch}",
+                what=f"fetching refs/heads/{branch} from {remote!r}")
+    return tip
+
+
+_REJECTED = re.compile(r"non-fast-forward|fetch first|stale info|\[rejected\]|failed to update ref|"
+                       r"cannot lock ref|incorrect old value", re.IGNORECASE)
+
+
+def push_commit(git: Git, *, remote: str, commit: str, branch: str, create: bool = False) -> None:
+    """Point ``branch`` on ``remote`` at ``commit``, a descendant of its tip there: an
+    ordinary push, never a forced one. ``create``: the branch must not exist yet (a
+    publish racing ours created it: :class:`NotFastForward`, build on it)."""
     ref = f"refs/heads/{branch}"
-    previous = remote_tip(git, remote, branch)
-    git.run("push", "--porcelain", f"--force-with-lease={ref}:{previous}", remote, f"{commit}:{ref}",
-            what=f"pushing the outputs to {ref} on {remote!r}")
-    return previous
+    args = ["push", "--porcelain"]
+    if create:
+        args.append(f"--force-with-lease={ref}:")  # only "must not exist": a creation is no forced update
+    result = git.run(*args, remote, f"{commit}:{ref}", check=False, what=f"pushing the outputs to {ref}")
+    if result.returncode == 0:
+        return
+    detail = (result.stderr + result.stdout).decode("utf-8", "replace").strip()
+    if _REJECTED.search(detail) and "declined" not in detail and "GH013" not in detail:
+        raise NotFastForward(git.scrub(scrub_url_credentials(f"{ref} on {remote!r} moved while publishing: {detail}")))
+    hint = ""
+    if re.search(r"signature|signed", detail, re.IGNORECASE):
+        hint = (": the branch requires signed commits and trainboard's are unsigned; exempt trainboard/* from "
+                "the signed-commits rule (or the ruleset's bypass list), or publish with github.publish: never")
+    elif re.search(r"GH013|rule|protected|declined", detail, re.IGNORECASE):
+        hint = ": a branch rule refuses this push; exempt trainboard/* from it (trainboard only fast-forwards)"
+    raise PushError(git.scrub(scrub_url_credentials(
+        f"pushing the outputs to {ref} on {remote!r} failed (exit {result.returncode}): {detail}{hint}")))
+
+
+def delete_branch(git: Git, *, remote: str, branch: str, expected: str) -> None:
+    """Delete ``branch`` on ``remote`` when it still points at ``expected``."""
+    ref = f"refs/heads/{branch}"
+    git.run("push", "--porcelain", f"--force-with-lease={ref}:{expected}", remote, f":{ref}",
+            what=f"deleting {ref} on {remote!r}")

@@ -26,13 +26,22 @@ from backend.github import (
 def settings_for(config: RunConfig) -> GithubSettings:
     gh = config.github
     return GithubSettings(repo=gh.repo, remote=gh.remote, base=config.compare.base, api_url=gh.api_url,
-                          web_url=gh.web_url)
+                          web_url=gh.web_url, statuses=gh.statuses)
 
 
 def publishes_at_the_end(config: RunConfig, env: Mapping[str, str] | None = None) -> bool:
     """Whether a run publishes when it ends: ``always``, or ``ci`` inside GitHub Actions."""
     mode = config.github.publish
     return mode == "always" or (mode == "ci" and ci.in_github_actions(env))
+
+
+def base_branch_blocker(config: RunConfig, branch: str) -> str:
+    """A run of the base branch itself opens no pull request (it would be into its own branch):
+    its result is the baseline. "" for any other branch."""
+    base = config.compare.base
+    if branch != base:
+        return ""
+    return f"the run is on the base branch {base!r} (compare.base): its result is the baseline, not a pull request"
 
 
 def blocker(config: RunConfig, root: Path, env: Mapping[str, str] | None = None) -> str:

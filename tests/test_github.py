@@ -15,12 +15,12 @@ import pytest
 from backend import gitpush
 from backend.github import (
     BODY_LIMIT,
-    MARKER,
     GithubSettings,
     PublishError,
     PublishResult,
     RunInfo,
     check,
+    marker,
     outputs_for_run,
     publish_run,
     resolve_repo,
@@ -149,7 +149,7 @@ def test_five_runs_of_a_branch_keep_one_pull_request_and_one_report_comment(worl
     assert "`note` | `run 4`" in pr["body"] and "run 3" not in pr["body"]
     comments = fake.comments_on(1)
     assert len(comments) == 1, "one report comment, edited in place"
-    assert comments[0]["body"].startswith(MARKER) and "`note` | `run 4`" in comments[0]["body"]
+    assert comments[0]["body"].startswith(marker("tiny")) and "`note` | `run 4`" in comments[0]["body"]
     assert results[-1].comment_url == comments[0]["html_url"]
     assert len(fake.recorded("POST", "/repos/octo/models/issues/1/comments")) == 1
     assert len(fake.recorded("PATCH", f"/repos/octo/models/issues/comments/{comments[0]['id']}")) == 4
@@ -157,7 +157,12 @@ def test_five_runs_of_a_branch_keep_one_pull_request_and_one_report_comment(worl
     # The outputs branch on the remote: the run's commit plus the outputs, byte for byte.
     tip = git(world.remote, "rev-parse", f"refs/heads/{OUTPUTS_BRANCH}").strip()
     assert tip == results[-1].commit and results[-1].branch == OUTPUTS_BRANCH
-    assert git(world.remote, "rev-parse", f"{tip}^@").split() == [world.commit], "parent: the run's commit"
+    # Each publish a fast-forward: the first on the run's commit, each next one on the previous tip.
+    assert git(world.remote, "rev-parse", f"{results[0].commit}^@").split() == [world.commit]
+    for before_, after_ in zip(results, results[1:], strict=False):
+        assert git(world.remote, "rev-parse", f"{after_.commit}^@").split() == [before_.commit]
+    assert git(world.remote, "rev-parse", f"{tip}^{{tree}}") != \
+        git(world.remote, "rev-parse", f"{world.commit}^{{tree}}")
     assert pr["head"]["sha"] == tip
     expected = {
         "train/model.dvc": world.record_dir / "model.dvc",
@@ -181,8 +186,8 @@ def test_five_runs_of_a_branch_keep_one_pull_request_and_one_report_comment(worl
         assert link in pr["body"] and link in comments[0]["body"]
         assert f"]({name})" not in pr["body"]
     assert {(r.method, r.path.split("/")[-1]) for r in fake.requests} <= {
-        ("GET", "models"), ("GET", "pulls"), ("POST", "pulls"), ("PATCH", "1"), ("GET", "comments"),
-        ("POST", "comments"), ("PATCH", str(comments[0]["id"])),
+        ("GET", "models"), ("GET", "user"), ("GET", "pulls"), ("POST", "pulls"), ("PATCH", "1"),
+        ("GET", "comments"), ("POST", "comments"), ("PATCH", str(comments[0]["id"])),
     }
     assert all(r.headers["authorization"] == f"token {TOKEN}" for r in fake.requests)
 
@@ -210,7 +215,7 @@ def test_in_a_pull_requests_ci_it_comments_on_that_pull_request_only(world: Worl
 
     assert list(fake.pulls) == [human["number"]] and not fake.recorded("POST", "/repos/octo/models/pulls")
     assert (fake.pulls[1]["title"], fake.pulls[1]["body"]) == ("Better F1", "my change"), "the person's PR is theirs"
-    ours = [c for c in fake.comments_on(1) if MARKER in c["body"]]
+    ours = [c for c in fake.comments_on(1) if marker("tiny") in c["body"]]
     assert len(ours) == 1 and "`note` | `ci run 1`" in ours[0]["body"]
     assert len(fake.comments_on(1)) == 36
     assert git(world.remote, "for-each-ref", "refs/heads/trainboard") == "", "nothing pushed from a PR's CI"
@@ -360,7 +365,7 @@ def test_enterprise_api_prefix_and_a_repository_without_git_identity(tmp_path: P
         result = world.publish()
         assert result.pr_url == f"{fake.root}/octo/models/pull/1"
         assert f"{fake.root}/octo/models/blob/{OUTPUTS_BRANCH}/{REPORTS}/metrics.png?raw=true" in fake.pulls[1]["body"]
-        assert all(r.path.startswith("/repos/") for r in fake.requests)  # served under /api/v3
+        assert all(r.path.startswith("/repos/") or r.path == "/user" for r in fake.requests)  # under /api/v3
         author = git(world.remote, "log", "-1", "--format=%an <%ae>|%cn <%ce>", result.commit).strip()
         bot = "trainboard <trainboard@users.noreply.github.com>"
         assert author == f"{bot}|{bot}"
