@@ -87,6 +87,7 @@ def check_fork_safe(repo: Path, aws: bool, checkout: bool) -> None:
     """
     main, publish = load(repo)
     publish_text = (repo / WORKFLOWS / "trainboard-publish.yml").read_text()
+    assert "@@" not in publish_text + (repo / WORKFLOWS / "trainboard.yml").read_text()  # every placeholder filled
     on = triggers(main)
     assert set(on) <= {"push", "pull_request", "workflow_dispatch", "schedule"}
     assert on["push"] == {"branches": ["main"]} and on["pull_request"] == {"branches": ["main"]}
