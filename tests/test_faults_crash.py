@@ -158,3 +158,23 @@ def test_a_dashboard_that_crashes_mid_run_exits_3_and_the_run_is_torn_down(tiny_
     assert not group_alive(record["job"]["pid"])
     run_dir = tiny_repo / ".trainboard" / "runs" / record["run_id"]
     assert "RuntimeError: the metrics panel broke" in (run_dir / "traceback.txt").read_text()
+
+
+def test_a_reader_that_leaves_early_is_no_crash(tmp_path: Path) -> None:
+    """`trainboard runs --json | head -1`: the pipe closes under a long output. That is the
+    shell's SIGPIPE status (141), with no crash report and nothing saved."""
+    code = ("import tui.cli as c\n"
+            "def lots(argv=None):\n"
+            "    for _ in range(200000):\n"
+            "        print('x' * 50)\n"
+            "    return 0\n"
+            "c.main = lots\n"
+            "c.entry()\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stdout.readline() == b"x" * 50 + b"\n"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"failed unexpectedly" not in err and not (tmp_path / ".trainboard").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -119,6 +120,10 @@ def entry() -> None:
             print(exc.code, file=sys.stderr)
     except KeyboardInterrupt:
         code[0] = 130
+    except BrokenPipeError:  # the reader left (`trainboard runs | head`): no crash, the shell's SIGPIPE code
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code[0] = 141
     except BaseException as exc:  # the last line of defence: one line here, the traceback in a file
         from backend.crash import report_crash
 
