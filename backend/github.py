@@ -206,14 +206,22 @@ def pull_request_event(env: Mapping[str, str]) -> PullRequestEvent | None:
                             head_repo=_full_name(head.get("repo")))
 
 
-def read_only_reason(env: Mapping[str, str] | None = None) -> str:
+def read_only_reason(env: Mapping[str, str] | None = None, token_env: str = "GITHUB_TOKEN") -> str:
     """Why this GitHub Actions run may not write to GitHub at all ("" when it may): a
-    ``pull_request`` run for a fork's pull request gets a read-only token."""
+    ``pull_request`` run for a fork's pull request gets a read-only token, and the
+    training job ``trainboard init`` writes gets no token at all."""
     env = os.environ if env is None else env
     if env.get("GITHUB_ACTIONS") != "true" or env.get("GITHUB_EVENT_NAME", "pull_request") != "pull_request":
         return ""
     event = pull_request_event(env)
-    return READ_ONLY_FORK if event is not None and event.from_fork else ""
+    if event is None:
+        return ""
+    if event.from_fork:
+        return READ_ONLY_FORK
+    if not env.get(token_env):
+        return (f"this pull request run has no {token_env} (the training job gets none): the comment and the "
+                f"status are posted by the trainboard-publish workflow")
+    return ""
 
 
 # ------------------------------------------------------------------ checks without the network

@@ -150,7 +150,7 @@ def test_a_read_only_token_is_refused_before_anything_is_pushed(world: World) ->
 
 
 def pr_event(tmp_path: Path, number: int, head_repo: str, sha: str = "") -> Path:
-    event = tmp_path / "pr-event.json"
+    event = tmp_path / f"pr-event-{head_repo.replace('/', '-')}.json"
     event.write_text(json.dumps({
         "action": "synchronize", "number": number, "repository": {"full_name": "octo/models"},
         "pull_request": {"number": number, "head": {"ref": SOURCE, "sha": sha or "1" * 40,
@@ -339,3 +339,16 @@ def test_a_fork_pull_request_run_is_read_only_exits_with_the_gate_and_the_publis
     statuses = fake.statuses_for(head_sha)
     assert {(s["context"], s["state"]) for s in statuses} == {("trainboard/tiny/f1", "failure")}
     assert not fake.recorded("POST", "/repos/octo/models/pulls") and 99 not in fake.pulls
+
+
+def test_which_pull_request_runs_are_read_only(tmp_path: Path) -> None:
+    from backend.github import read_only_reason
+
+    base = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_TOKEN": ACTIONS_TOKEN}
+    fork = str(pr_event(tmp_path, 3, "someone/models"))
+    assert "a pull request from a fork gets a read-only token" in read_only_reason({**base, "GITHUB_EVENT_PATH": fork})
+    own = str(pr_event(tmp_path, 3, "octo/models"))
+    assert read_only_reason({**base, "GITHUB_EVENT_PATH": own}) == ""
+    assert "has no GITHUB_TOKEN" in read_only_reason({**base, "GITHUB_EVENT_PATH": own, "GITHUB_TOKEN": ""})
+    assert read_only_reason({**base, "GITHUB_EVENT_PATH": fork, "GITHUB_ACTIONS": ""}) == "", "outside Actions"
+    assert read_only_reason({**base, "GITHUB_EVENT_PATH": fork, "GITHUB_EVENT_NAME": "workflow_run"}) == ""
