@@ -139,6 +139,7 @@ class BaselineFound(Event):
     mlflow_run_id: str
     metrics: tuple[tuple[str, float], ...] = ()
     at: float = field(default_factory=_now)
+    label: str = ""  # how reports name it, with its source: "main @ 1a2b3c4 (merge base, from git notes)"
 
 
 @dataclass(frozen=True, slots=True)

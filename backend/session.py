@@ -26,12 +26,12 @@ from backend.compare import Comparison, compare
 from backend.config import ConfigError, LoadedConfig, RunConfig
 from backend.events import STAGES, Stage, StageState
 from backend.exitcodes import ExitCode
-from backend.github import PublishError
+from backend.github import PublishError, ReadOnlyToken, read_only_reason
 from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
 from backend.logtail import CHUNK_SIZE, LineSplitter
 from backend.mlflow_server import LocalTrackingServer, needs_forwarding
+from backend.publish import base_branch_blocker, publishes_at_the_end
 from backend.publish import blocker as pr_blocker
-from backend.publish import publishes_at_the_end
 from backend.redact import Redactor, config_secrets, mask_config
 from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
@@ -46,7 +46,9 @@ from backend.tracking import (
     Tracking,
     TrackingError,
     display_uri,
+    flatten,
     in_thread,
+    is_http,
     job_http_env,
     limit_http_client,
     prefetch,
@@ -182,6 +184,7 @@ class Session:
         self._cost_task: asyncio.Task[None] | None = None
         self._runner_state = ""  # the runner's last state as the views show it
         self._publish_at_end = False  # github.publish says so, and the check found a token and a repo
+        self._read_only = ""  # why this run may not write to GitHub (a fork's pull request in CI)
         self._publishing = False
         self._settings_blocker: str | None = None  # what pull_request_blocker found in the settings
         self._dvc: Any = None  # the repository's DVC project (backend.dvc.DvcProject) when DVC is in use
@@ -530,6 +533,13 @@ class Session:
         """Before anything starts: can this run publish at its end, as github.publish asks?"""
         if not publishes_at_the_end(self.config):
             return
+        assert self.git is not None
+        if on_base := base_branch_blocker(self.config, self.git.branch):  # it records the baseline instead
+            self._publish(ev.Notice(f"no pull request for this run: {on_base}"))
+            return
+        if reason := read_only_reason():  # a fork's pull request: nothing is written, the verdict is the exit
+            self._read_only = reason
+            return
         problem = pr_blocker(self.config, self.root)
         if not problem:
             self._publish_at_end = True
@@ -548,7 +558,8 @@ class Session:
         if self.record is None or self.record.get("status") not in ("succeeded", "gate-failed"):
             return "the pull request opens once the run has finished with a result"
         if self._settings_blocker is None:  # token and repository: asked of git once, not on every redraw
-            self._settings_blocker = pr_blocker(self.config, self.root)
+            self._settings_blocker = (base_branch_blocker(self.config, str(self.record.get("branch", "")))
+                                      or pr_blocker(self.config, self.root))
         return self._settings_blocker
 
     async def open_pull_request(self) -> ev.PullRequestOpened | None:
@@ -557,24 +568,47 @@ class Session:
             self._publish(ev.Notice(f"no pull request: {self.pull_request_blocker}"))
             return None
         try:
-            return await self._open_pull_request()
+            opened = await self._open_pull_request()
+            if opened is None:
+                self._tell_read_only(self._read_only)
+            return opened
         except PublishError as exc:
             self._error(Stage.REPORT, f"pull request: {exc}")
             return None
 
-    async def _open_pull_request(self) -> ev.PullRequestOpened:
+    def _tell_read_only(self, reason: str) -> None:
+        """A run that may not write to GitHub says why, here and on the CI step summary."""
+        from backend import ci
+
+        self._publish(ev.Notice(f"no comment or commit status from this run: {reason}"))
+        ci.append_read_only_summary(reason)
+
+    async def _open_pull_request(self) -> ev.PullRequestOpened | None:
+        """Publish; None when the token turned out read-only (nothing was written: said so)."""
         assert self.record is not None and self.git is not None
         from backend.github import RunInfo
         from backend.publish import publish
 
+        stale = self._stale is not None
+        status = "stale metrics" if stale else str(self.record.get("status") or "")
+        if self.comparison is not None and not stale and status not in ("failed", "cancelled"):
+            status = "succeeded" if self.comparison.passed else "gate-failed"
         run = RunInfo(self.run_id, self.git.branch, self.git.commit, self.config.name,
-                      self.comparison.verdict if self.comparison else str(self.record.get("verdict", "")))
+                      self.comparison.verdict if self.comparison else str(self.record.get("verdict", "")),
+                      comparison=self.comparison, status=status)
         self._publishing = True
         try:
             result = await asyncio.to_thread(publish, self.run_dir, self.root, self.config, run, self._dvc_files,
                                              self.redact)
+        except ReadOnlyToken as exc:
+            self._read_only = str(exc)
+            return None
         finally:
             self._publishing = False
+        for line in result.notes:
+            self._publish(ev.Notice(f"pull request: {line}"))
+        if result.statuses:
+            self._publish(ev.Notice(f"commit statuses: {', '.join(result.statuses)}"))
         for path in result.missing:
             self._publish(ev.Notice(f"pull request: output {path} was not found, so not committed"))
         for path in result.withheld:
@@ -707,9 +741,15 @@ class Session:
             status = "succeeded" if self.comparison.passed else "gate-failed"
             path = await self._write_report(f"error: {status} on stale metrics" if stale else status)
             self._publish(ev.ReportWritten(str(path)))
+            if not stale:  # a base-branch run's result: the baseline later runs find in git notes
+                await self._record_baseline()
             if self._publish_at_end:
                 opened = await self._open_pull_request()
-                note(f"pull request #{opened.number} {'opened' if opened.created else 'updated'}")
+                if opened is not None:
+                    note(f"pull request #{opened.number} {'opened' if opened.created else 'updated'}")
+            if self._read_only:
+                self._tell_read_only(self._read_only)
+                note("read-only: nothing posted to GitHub")
 
         if stale:  # a verdict on values that may not be the last is no pass (nor a fail) CI can act on
             return ExitCode.INFRA_ERROR
@@ -878,6 +918,7 @@ class Session:
                 branch=self.config.compare.base,
                 mlflow_run_id=base.mlflow_run_id if base else "",
                 metrics=tuple(sorted(base.metrics.items())) if base else (),
+                label=base.label(self.config.compare.base) if base and base.source else "",
             )
         )
 
@@ -926,22 +967,95 @@ class Session:
             "trainboard.dirty": str(self.git.dirty).lower(),
             "trainboard.runner": self.config.runner.kind,
         }
+        # A fresh CI checkout's store has no run of the base branch: git notes may (see backend.gitbaseline).
+        # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
+        notes = self._notes_lookup() if not is_http(self.tracking.tracking_uri) else None
         self.baseline = await self.tracking.call(self.tracking.baseline, self.config.compare.base, None,
                                                  list(self.config.metrics))
+        if self.baseline is None and self.config.compare.git_notes:
+            self.baseline = await self._notes_baseline(notes or self._notes_lookup())
+        elif notes is not None:
+            notes.cancel()
         if self.baseline is None and self._dvc is not None and self._dvc.metrics_files:
             # No MLflow run of the base branch yet: its committed metrics files (`dvc metrics diff`).
             from backend import dvc
 
             self.baseline = await asyncio.to_thread(dvc.base_branch_baseline, self.root, self.config.compare.base,
                                                     list(self._dvc.metrics_files))
+            if self.baseline is not None:
+                self.baseline = dataclasses.replace(self.baseline, source="committed metrics, DVC")
         self.mlflow_run_id = await self.tracking.call(
             self.tracking.create_run, f"{self.config.name}-{self.run_id}", tags,
             mask_config(self.config.params)  # a secret-named param is logged as ***
         )
         self.record.update(mlflow={**self.record.get("mlflow", {}), "run_id": self.mlflow_run_id,
-                                   "baseline_run_id": self.baseline.mlflow_run_id if self.baseline else ""})
+                                   "baseline_run_id": self.baseline.mlflow_run_id if self.baseline else "",
+                                   "baseline_source": (self.baseline.source or "mlflow") if self.baseline else ""})
         self._publish(ev.TrackingReady(self.tracking.tracking_uri, self.tracking.experiment, self.mlflow_run_id))
         self._publish_baseline()
+
+    def _notes_lookup(self) -> asyncio.Task[Any] | None:
+        """Fetch the remote's git notes and look up this config's entry, in a thread (None: notes are off)."""
+        from backend import gitbaseline as gb
+
+        if not self.config.compare.git_notes or self.git is None or not self.git.commit:
+            return None
+        remote = gb.pick_remote(self.root, self.config.github.remote, self.git.branch)
+        identity = gb.identity_for(self.config, self.loaded.path, self.root)
+        return asyncio.ensure_future(in_thread(gb.lookup, self.root, self.config.compare.base, identity, remote,
+                                               list(self.config.metrics)))
+
+    async def _notes_baseline(self, lookup: asyncio.Task[Any] | None) -> Baseline | None:
+        """The git-notes entry a lookup found (a fetch that failed is a Notice: offline is fine)."""
+        from backend.gitbaseline import NOTES_REF, NotesError
+
+        if lookup is None:
+            return None
+        try:
+            found, problem = await lookup
+        except NotesError as exc:
+            self._publish(ev.Notice(f"git notes: the baseline could not be looked up: {exc}"))
+            return None
+        if problem:
+            self._publish(ev.Notice(f"git notes: could not fetch {NOTES_REF} ({problem}); using what this "
+                                    "checkout has"))
+        return found.baseline if found is not None else None
+
+    async def _record_baseline(self) -> None:
+        """A base-branch run's result, recorded in git notes and pushed, for later runs to compare with."""
+        from backend import gitbaseline as gb
+
+        assert self.git is not None and self.comparison is not None and self.record is not None
+        cfg = self.config
+        if not cfg.compare.git_notes or self.git.branch != cfg.compare.base or not self.git.commit:
+            return
+        if self.git.dirty:
+            self._publish(ev.Notice("git notes: not recorded as the baseline: the checkout has uncommitted "
+                                    "changes, so the result is not that of its commit"))
+            return
+        remote = gb.pick_remote(self.root, cfg.github.remote, self.git.branch)
+        entry = gb.make_entry(
+            gb.identity_for(cfg, self.loaded.path, self.root), branch=self.git.branch, commit=self.git.commit,
+            status="succeeded" if self.comparison.passed else "gate-failed", verdict=self.comparison.verdict,
+            metrics={k: v for k, v in self.latest.items() if k in cfg.metrics},
+            params=flatten(mask_config(cfg.params)), mlflow_run_id=self.mlflow_run_id,
+            trainboard_run_id=self.run_id, overrides=self.redact.lines(list(self.loaded.overrides)))
+        first = not await in_thread(gb.has_notes, self.root)
+        try:
+            done = await in_thread(gb.record, self.root, entry, remote, self.redact)
+        except gb.NotesError as exc:
+            self._publish(ev.Notice(f"git notes: the baseline was not recorded: {exc}"))
+            return
+        where = f"{gb.NOTES_REF} on {self.git.commit[:7]}"
+        if done.pushed_to:
+            self._publish(ev.Notice(f"baseline recorded in {where}, pushed to {done.pushed_to!r}"))
+        elif done.problem:
+            self._publish(ev.Notice(f"baseline recorded in {where} here only: {done.problem}"))
+        elif first:  # said once: the first note of this repository
+            self._publish(ev.Notice(f"baseline recorded in {where} in this repository only: no git remote "
+                                    f"{cfg.github.remote!r} (github.remote) to push it to"))
+        self.record.update(baseline_note={"commit": self.git.commit, "pushed_to": done.pushed_to,
+                                          "problem": done.problem})
 
     async def _follow(self, handle: JobHandle, source: str) -> int:
         """Stream a job's log into LogLines events until it exits; its exit code.

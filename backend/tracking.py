@@ -276,11 +276,15 @@ class Baseline:
     commit: str
     trainboard_run_id: str
     end_time: int | None = None
+    source: str = ""  # where it came from when not this MLflow store: "merge base, from git notes", ...
 
     def label(self, branch: str) -> str:
-        """How reports name it: "main @ 1a2b3c4 (run 20261122-...)"."""
+        """How reports name it: "main @ 1a2b3c4 (run 20261122-...)", or with its source
+        "main @ 1a2b3c4 (merge base, from git notes; run 20261122-...)"."""
         text = f"{branch} @ {self.commit[:7] or '?'}"
-        return f"{text} (run {self.trainboard_run_id})" if self.trainboard_run_id else text
+        said = [self.source] if self.source else []
+        said += [f"run {self.trainboard_run_id}"] if self.trainboard_run_id else []
+        return f"{text} ({'; '.join(said)})" if said else text
 
 
 @dataclass

@@ -66,8 +66,11 @@ class HeadlessView:
                           + (f" ({address})" if address else ""), "dim")
             case ev.TrackingReady():
                 self._say(f"  mlflow run {event.mlflow_run_id} in {event.experiment!r}", "dim")
-            case ev.BaselineFound(branch=branch, mlflow_run_id=run_id):
-                text = f"baseline: {branch} run {run_id}" if run_id else f"baseline: none yet on {branch}"
+            case ev.BaselineFound(branch=branch, mlflow_run_id=run_id, label=label):
+                if label:
+                    text = f"baseline: {label}" + (f", mlflow run {run_id}" if run_id else "")
+                else:
+                    text = f"baseline: {branch} run {run_id}" if run_id else f"baseline: none yet on {branch}"
                 self._say(f"  {text}", "dim")
             case ev.MetricPoints(points=points):
                 points = tuple(p for p in points if self.follow is None or p.key in self.follow)
