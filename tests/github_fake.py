@@ -850,6 +850,10 @@ class FakeGitHub:
 class _Handler(BaseHTTPRequestHandler):
     github: FakeGitHub
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one write, without Nagle: otherwise each answer waits out
+    # the client's delayed ACK (about 40 ms a request on Linux).
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
