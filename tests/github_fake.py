@@ -216,6 +216,7 @@ class FakeGitHub:
         self.port = 0
         self.tokens.setdefault(self.token, Token(self.login))
         self.contract: Contract | None = None
+        self._viewer: Token | None = None  # the token of the request being answered
 
     # ------------------------------------------------------------------ life
 
@@ -404,9 +405,17 @@ class FakeGitHub:
             "open_issues": 0, "open_issues_count": 0, "watchers": 0, "watchers_count": 0, "stargazers_count": 0,
             "size": 1, "has_issues": True, "has_projects": False, "has_wiki": False, "has_pages": False,
             "has_downloads": True, "archived": False, "disabled": False,
-            "permissions": {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True},
+            "permissions": self._viewer_permissions(),
             "pushed_at": _now(), "created_at": "2024-01-01T00:00:00Z", "updated_at": _now(),
         }
+
+    def _viewer_permissions(self) -> dict[str, bool]:
+        """A repository's ``permissions`` as the requesting token sees them: push with
+        ``contents: write``, triage with push or a write on issues or pull requests."""
+        token = self._viewer or self.tokens[self.token]
+        push = token.may_write("contents")
+        return {"admin": False, "maintain": False, "push": push,
+                "triage": push or token.may_write("issues", "pull_requests"), "pull": True}
 
     def _full_repository(self, owner: str, name: str) -> dict[str, Any]:
         """GET /repos/{owner}/{repo} (full-repository); a fork names its parent and source."""
@@ -533,7 +542,11 @@ class FakeGitHub:
                 fault = self._faults.pop(0)
                 raise HttpAnswer(fault.status, fault.body or {"message": "Server Error"}, fault.headers)
             data = self._parse(body) if method in ("POST", "PATCH", "PUT") else None
-            return self._route(method, path, query, data, token)
+            self._viewer = token
+            try:
+                return self._route(method, path, query, data, token)
+            finally:
+                self._viewer = None
 
     def _authorize(self, headers: dict[str, str]) -> Token:
         value = headers.get("authorization", "")
@@ -557,8 +570,11 @@ class FakeGitHub:
 
     @staticmethod
     def _require(token: Token, *scopes: str) -> None:
+        """403 unless the token may write one of ``scopes``; GitHub names them in
+        ``x-accepted-github-permissions`` (alternatives separated by ``;``)."""
         if not token.may_write(*scopes):
-            raise _forbidden(NOT_ACCESSIBLE)
+            raise HttpAnswer(403, {"message": NOT_ACCESSIBLE, "documentation_url": DOCS},
+                             {"x-accepted-github-permissions": "; ".join(f"{s}=write" for s in scopes)})
 
     def _route(self, method: str, path: str, query: dict[str, str], data: dict[str, Any] | None,
                token: Token) -> tuple[int, Any, dict[str, str]]:

@@ -163,6 +163,11 @@ def test_a_read_only_fork_token_reads_but_every_write_is_refused(fake: FakeGitHu
             write()
         assert (caught.value.status, caught.value.data["message"]) == (403, NOT_ACCESSIBLE)
     assert not fake.comments and not fake.statuses and len(fake.pulls) == 1
+    assert repo.raw_data["permissions"] == {"admin": False, "maintain": False, "push": False, "triage": False,
+                                            "pull": True}
+    assert client(fake).get_repo("octo/models").raw_data["permissions"]["push"] is True
+    refused = send(fake, "POST", "/repos/octo/models/issues/1/comments", {"body": "x"}, token=FORK_PR)
+    assert refused.headers["x-accepted-github-permissions"] == "issues=write; pull_requests=write"
 
 
 def test_an_actions_token_may_not_open_a_pull_request_while_the_setting_is_off(fake: FakeGitHub) -> None:
