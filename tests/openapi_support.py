@@ -161,6 +161,8 @@ class Contract:
     load_seconds: float
     build_seconds: float
     _openapi: Any = field(repr=False, default=None)
+    # One process may run several fakes, each answering from several threads.
+    _guard: threading.Lock = field(repr=False, default_factory=threading.Lock)
 
     def request_errors(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
                        body: bytes, content_type: str = "application/json") -> list[str]:
@@ -168,7 +170,8 @@ class Contract:
 
         request = MockRequest(BASE, method, path, args=query, headers=headers, data=body,
                               content_type=content_type or "application/json")
-        return [_describe(e) for e in self._openapi.iter_request_errors(request)]
+        with self._guard:
+            return [_describe(e) for e in self._openapi.iter_request_errors(request)]
 
     def response_errors(self, method: str, path: str, status: int, headers: dict[str, str],
                         body: bytes) -> list[str]:
@@ -177,7 +180,8 @@ class Contract:
         request = MockRequest(BASE, method, path)
         ctype = "application/json" if body else ""
         response = MockResponse(body, status_code=status, headers=headers, content_type=ctype)
-        return [_describe(e) for e in self._openapi.iter_response_errors(request, response)]
+        with self._guard:
+            return [_describe(e) for e in self._openapi.iter_response_errors(request, response)]
 
     def documents(self, method: str, template: str, status: int) -> bool:
         responses = self.spec["paths"].get(template, {}).get(method.lower(), {}).get("responses", {})
@@ -186,7 +190,7 @@ class Contract:
 
 def _describe(error: BaseException) -> str:
     """What is wrong, and where: one line per schema error when there are some."""
-    lines = []
+    lines: list[str] = []
     cause: BaseException | None = error
     while cause is not None and not lines:
         for sub in getattr(cause, "schema_errors", None) or ():
