@@ -30,9 +30,11 @@ Tokens (``add_token``): the constructor's ``token`` is a person's token for
     every write answers 403 "Resource not accessible by integration".
   - ``permissions={"pull_requests": "read", ...}``: per scope (``contents``,
     ``pull_requests``, ``issues``, ``statuses``); a write that needs a scope the
-    token lacks answers 403 "Resource not accessible by integration". Creating or
-    editing a pull request needs ``pull_requests``; a comment on one needs
-    ``issues`` or ``pull_requests``; a status needs ``statuses``.
+    token lacks answers 403 "Resource not accessible by integration", with
+    ``x-accepted-github-permissions`` naming the scopes. Creating or editing a
+    pull request needs ``pull_requests``; a comment on one needs ``issues`` or
+    ``pull_requests``; a status needs ``statuses``. A repository's
+    ``permissions`` are the requesting token's (``push`` with ``contents: write``).
 
 Forks (``add_fork(owner)``): a repository ``owner/<name>`` whose parent is this
 one, optionally with its own bare repository for its branches. A pull request
@@ -56,6 +58,12 @@ remote refuse non-fast-forward pushes.
 Faults for the tests: answer the next N requests with a 5xx; exhaust the rate
 limit for a few seconds (403, ``x-ratelimit-remaining: 0``, ``x-ratelimit-reset``);
 answer 429 with ``retry-after``. Every request is recorded (``recorded()``).
+
+The API for tests, in short: ``add_token``, ``add_fork``, ``allow_actions_pull_requests``,
+``open_pull(head, base, user=)``, ``add_comment(number, body, user=)``, ``lock``,
+``pulls``, ``comments_on``, ``statuses_for``, ``recorded``, ``fail_next``,
+``exhaust_rate_limit``, ``too_many_requests``, ``on_request``, ``take_protocol_errors``;
+``deny_force_push(bare_repo)``.
 
 Endpoints: see ``tests.openapi_support.OPERATIONS``.
 """
