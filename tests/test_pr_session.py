@@ -63,6 +63,11 @@ def test_five_runs_on_a_branch_give_one_pull_request_and_one_report_comment(pr_r
     comments = fake.comments_on(1)
     assert len(comments) == 1 and "f1" in comments[0]["body"].lower()
     assert "0.8400" in comments[0]["body"]  # the latest run's F1 (0.64 + 0.2)
+    # The gate sits on the pull request's head as a commit status, and the outputs branch only fast-forwarded.
+    statuses = fake.statuses_for(pull["head"]["sha"])
+    assert [(s["context"], s["state"]) for s in statuses] == [("trainboard/tiny/f1", "success")]
+    assert statuses[0]["description"] == "0.8400 (no baseline on main yet): pass"
+    assert git(pr_repo, "rev-list", "--count", "origin/trainboard/better-f1", "^better-f1").strip() == "5"
     runs = sorted((pr_repo / ".trainboard" / "runs").iterdir())
     record = json.loads((runs[-1] / "record.json").read_text())
     assert record["pull_request"]["number"] == 1
