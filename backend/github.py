@@ -401,13 +401,18 @@ def _rate_limit_wait(exc: GithubException, now: float) -> float | None:
 
 
 def _accepted_permissions(exc: GithubException) -> str:
-    """GitHub's ``x-accepted-github-permissions`` as workflow ``permissions:`` (``pull-requests: write``)."""
-    needed = []
-    for part in re.split(r"[;,]", _header(exc, "x-accepted-github-permissions")):
-        name, _, level = part.strip().partition("=")
-        if name and level:
-            needed.append(f"{name.replace('_', '-')}: {level}")
-    return ", ".join(dict.fromkeys(needed))
+    """GitHub's ``x-accepted-github-permissions`` (alternatives separated by ``;``, the
+    permissions of one by ``,``) as workflow ``permissions:``: ``issues: write` or `pull-requests: write``."""
+    alternatives = []
+    for alternative in _header(exc, "x-accepted-github-permissions").split(";"):
+        needed = []
+        for part in alternative.split(","):
+            name, _, level = part.strip().partition("=")
+            if name and level:
+                needed.append(f"{name.strip().replace('_', '-')}: {level.strip()}")
+        if needed:
+            alternatives.append(", ".join(needed))
+    return "` or `".join(dict.fromkeys(alternatives))
 
 
 ACTIONS_SETTING_OFF = (

@@ -352,3 +352,23 @@ def test_which_pull_request_runs_are_read_only(tmp_path: Path) -> None:
     assert "has no GITHUB_TOKEN" in read_only_reason({**base, "GITHUB_EVENT_PATH": own, "GITHUB_TOKEN": ""})
     assert read_only_reason({**base, "GITHUB_EVENT_PATH": fork, "GITHUB_ACTIONS": ""}) == "", "outside Actions"
     assert read_only_reason({**base, "GITHUB_EVENT_PATH": fork, "GITHUB_EVENT_NAME": "workflow_run"}) == ""
+
+
+def test_in_a_pull_requests_ci_the_status_goes_on_its_head_and_a_missing_statuses_write_is_named(
+        world: World, tmp_path: Path) -> None:
+    fake = world.fake
+    head = git(world.remote, "rev-parse", "refs/heads/main").strip()
+    fake.open_pull(SOURCE, "main", title="Better F1")
+    env = {**actions_env(), "GITHUB_EVENT_NAME": "pull_request",
+           "GITHUB_EVENT_PATH": str(pr_event(tmp_path, 1, "octo/models", head))}
+    settings = replace(world.settings, repo="")
+    fake.add_token(ACTIONS_TOKEN, actions=True, permissions={"statuses": "read", "contents": "read"})
+    world.write_run("pr ci", f1=0.9)
+    run = world.run(comparison=comparison(0.939), name="trainboard")
+    with pytest.raises(PublishError, match=r"trainboard/f1 on .*GITHUB_TOKEN lacks `statuses: write`"):
+        world.publish(env=env, settings=settings, run=run)
+    fake.tokens[ACTIONS_TOKEN].permissions["statuses"] = "write"
+    result = world.publish(env=env, settings=settings, run=run)
+    assert result.pr_ci and result.statuses == ("trainboard/f1: success",)
+    assert [s["context"] for s in fake.statuses_for(head)] == ["trainboard/f1"]
+    assert len(fake.comments_on(1)) == 1 and branches(world.remote) == ""
