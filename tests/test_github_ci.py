@@ -372,3 +372,39 @@ def test_in_a_pull_requests_ci_the_status_goes_on_its_head_and_a_missing_statuse
     assert result.pr_ci and result.statuses == ("trainboard/f1: success",)
     assert [s["context"] for s in fake.statuses_for(head)] == ["trainboard/f1"]
     assert len(fake.comments_on(1)) == 1 and branches(world.remote) == ""
+
+
+def test_pr_results_takes_the_pull_request_from_the_event_and_trusts_nothing_in_the_artifact(
+        world: World, tmp_path: Path) -> None:
+    from backend.github import publish_results
+
+    fake = world.fake
+    fake.add_token(ACTIONS_TOKEN, actions=True)
+    head = git(world.remote, "rev-parse", "refs/heads/main").strip()
+    decoy = fake.open_pull(SOURCE, "main", title="not this one")
+    target = fake.open_pull(SOURCE, "main", title="this one")
+    artifact = tmp_path / "artifact"
+    run_dir = artifact / "20250101-000000-dead"
+    run_dir.mkdir(parents=True)
+    (run_dir / "record.json").write_text(json.dumps({
+        "run_id": "20250101-000000-dead", "status": "failed", "config": {"name": "tiny"},
+        "pull_request": {"number": decoy["number"]}, "comparison": {"rows": [{"key": "f1", "gate": "min 0.9",
+                                                                                "digits": 10**9, "after": "x"}]}}))
+    outside = tmp_path / "secret.md"
+    outside.write_text("outside the artifact\n")
+    (run_dir / "report.md").symlink_to(outside)  # a link out of the artifact is never read
+    event = tmp_path / "wr.json"
+    event.write_text(json.dumps({"repository": {"full_name": "octo/models"}, "workflow_run": {
+        "head_sha": head, "head_branch": SOURCE, "head_repository": {"full_name": "octo/models"},
+        "pull_requests": [{"number": target["number"], "head": {"sha": head}}]}}))
+    env = {"GITHUB_TOKEN": ACTIONS_TOKEN, "GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(event)}
+    result = publish_results(artifact, env=env, settings=replace(world.settings, api_url=fake.api_url))
+    assert result.pr_number == target["number"] and fake.comments_on(decoy["number"]) == []
+    body = fake.comments_on(target["number"])[0]["body"]
+    assert "outside the artifact" not in body and "the run left no report" in body
+    assert [(s["context"], s["state"]) for s in fake.statuses_for(head)] == [("trainboard/tiny/f1", "error")]
+    with pytest.raises(PublishError, match="workflow_run"):
+        publish_results(artifact, env={**env, "GITHUB_EVENT_PATH": str(tmp_path / "none.json")},
+                        settings=world.settings)
+    with pytest.raises(PublishError, match="holds no run folder"):
+        publish_results(tmp_path / "empty", env=env, settings=world.settings)
