@@ -35,11 +35,13 @@ def publishes_at_the_end(config: RunConfig, env: Mapping[str, str] | None = None
     return mode == "always" or (mode == "ci" and ci.in_github_actions(env))
 
 
-def base_branch_blocker(config: RunConfig, branch: str) -> str:
+def base_branch_blocker(config: RunConfig, branch: str, env: Mapping[str, str] | None = None) -> str:
     """A run of the base branch itself opens no pull request (it would be into its own branch):
-    its result is the baseline. "" for any other branch."""
+    its result is the baseline. "" for any other branch, and for a pull request's CI run (a
+    fork's pull request from its own ``main`` has the base's name)."""
     base = config.compare.base
-    if branch != base:
+    env = os.environ if env is None else env
+    if branch != base or (ci.in_github_actions(env) and env.get("GITHUB_EVENT_NAME", "").startswith("pull_request")):
         return ""
     return f"the run is on the base branch {base!r} (compare.base): its result is the baseline, not a pull request"
 

@@ -1027,8 +1027,8 @@ class Session:
 
         assert self.git is not None and self.comparison is not None and self.record is not None
         cfg = self.config
-        if not cfg.compare.git_notes or self.git.branch != cfg.compare.base or not self.git.commit:
-            return
+        if not cfg.compare.git_notes or not base_branch_blocker(cfg, self.git.branch) or not self.git.commit:
+            return  # only a run of the base branch records (not a fork's pull request from its own main)
         if self.git.dirty:
             self._publish(ev.Notice("git notes: not recorded as the baseline: the checkout has uncommitted "
                                     "changes, so the result is not that of its commit"))

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 from conftest import git, make_tiny_repo, run_cli
+from test_tracking_faults import TrackingServer
 
 from backend import gitbaseline as gb
+from backend.config import load_config
 from backend.exitcodes import ExitCode
+from backend.publish import base_branch_blocker
+from backend.tracking import BRANCH_TAG, COMMIT_TAG, RUN_TAG
 
 # The module fixture's runs build on one another: keep its tests on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("git_baseline")
@@ -243,3 +247,39 @@ def test_without_a_remote_the_note_stays_local_and_a_base_branch_run_opens_no_pu
     again = run_cli(["run", "tb.yaml", "--no-tui"], cwd=repo, env=env)
     assert again.returncode == ExitCode.OK and "baseline recorded" not in again.stdout  # said once
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_base_branch_run_is_a_push_build_or_a_person_never_a_pull_request_named_like_the_base(
+        tiny_repo: Path) -> None:
+    config = load_config(tiny_repo / "tb.yaml").config
+    push = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push"}
+    assert "base branch 'main'" in base_branch_blocker(config, "main", push)
+    assert "base branch 'main'" in base_branch_blocker(config, "main", {})  # a person, on their machine
+    assert base_branch_blocker(config, "feature", push) == ""
+    # A fork's pull request from its own main: a pull request's run, which records nothing.
+    for event in ("pull_request", "pull_request_target"):
+        assert base_branch_blocker(config, "main", {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event}) == ""
+
+
+def test_a_shared_mlflow_server_with_a_run_of_main_stays_the_source(history: History, tmp_path: Path,
+                                                                    empty_mlflow_db: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(empty_mlflow_db, tmp_path / "shared.db")
+    server = TrackingServer(tmp_path / "shared.db", tmp_path / "artifacts", tmp_path / "server.log")
+    server.start()
+    try:
+        client = MlflowClient(server.url)
+        shared = client.create_run(client.create_experiment("tiny"),
+                                   tags={BRANCH_TAG: "main", COMMIT_TAG: history.first, RUN_TAG: "shared"})
+        client.log_metric(shared.info.run_id, "f1", 0.3)
+        client.set_terminated(shared.info.run_id)
+        b = clone(history.remote, tmp_path / "b", empty_mlflow_db)
+        git(b, "switch", "-q", "-c", "worse", history.first)
+        commit_config(b, "base_f1: 0.6", "base_f1: 0.2", "a regression")  # F1 0.4: worse than main's note (0.8)
+        proc = run_cli(["run", "tb.yaml", "--no-tui", "--set", f"mlflow.tracking_uri={server.url}"], cwd=b,
+                       env=ci_env(tmp_path, "worse", pull_request=True))
+    finally:
+        server.kill()
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr  # better than the server's 0.3
+    assert f"baseline: main run {shared.info.run_id}" in proc.stdout and "git notes" not in proc.stdout
