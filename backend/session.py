@@ -787,6 +787,8 @@ class Session:
                 )
             except TrackingError as exc:
                 self._publish(ev.Notice(f"baseline unavailable: {exc}"))
+            if self.baseline is None:  # as a fresh run looks it up: the base branch's git notes
+                self.baseline = await self._notes_baseline(self._notes_lookup())
             self._publish_baseline()
         self._accept(known, persist=False)
         began = ((record.get("stages") or {}).get(Stage.TRAIN.value) or {}).get("started_at")

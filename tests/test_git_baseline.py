@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import git, make_tiny_repo, run_cli
+from conftest import git, make_tiny_repo, run_acting_at, run_cli
 from test_tracking_faults import TrackingServer
 
 from backend import gitbaseline as gb
 from backend.config import load_config
 from backend.exitcodes import ExitCode
 from backend.publish import base_branch_blocker
+from backend.session import Session
 from backend.tracking import BRANCH_TAG, COMMIT_TAG, RUN_TAG
 
 # The module fixture's runs build on one another: keep its tests on one pytest-xdist worker.
@@ -283,3 +284,16 @@ def test_a_shared_mlflow_server_with_a_run_of_main_stays_the_source(history: His
         server.kill()
     assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr  # better than the server's 0.3
     assert f"baseline: main run {shared.info.run_id}" in proc.stdout and "git notes" not in proc.stdout
+
+
+async def test_attach_finds_the_git_notes_baseline_as_the_run_did(history: History, tmp_path: Path,
+                                                                  empty_mlflow_db: Path) -> None:
+    b = clone(history.remote, tmp_path / "b", empty_mlflow_db)
+    git(b, "switch", "-q", "-c", "later", history.first)
+    session = Session(load_config(b / "tb.yaml", ["params.sleep=1.5", "params.epochs=3", "params.base_f1=0.2"]),
+                      root=b)
+    outcome, detached = await run_acting_at(session, "epoch 1", session.detach)
+    assert detached == [True] and outcome is ExitCode.DETACHED
+    proc = run_cli(["attach", session.run_id, "--no-tui"], cwd=b)
+    assert proc.returncode == ExitCode.GATE_FAILED, proc.stdout + proc.stderr  # F1 0.5 against 0.8
+    assert f"baseline: main @ {history.first[:7]} (merge base, from git notes; run " in proc.stdout
