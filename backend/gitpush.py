@@ -299,7 +299,7 @@ def push_commit(git: Git, *, remote: str, commit: str, branch: str, create: bool
     elif re.search(r"GH013|rule|protected|declined", detail, re.IGNORECASE):
         hint = ": a branch rule refuses this push; exempt trainboard/* from it (trainboard only fast-forwards)"
     raise PushError(git.scrub(scrub_url_credentials(
-        f"pushing the outputs to {ref} on {remote!r} failed (exit {result.returncode}): {detail}{hint}")))
+        f"pushing the outputs to {ref} on {remote!r} failed (exit {result.returncode}){hint}. git said: {detail}")))
 
 
 def delete_branch(git: Git, *, remote: str, branch: str, expected: str) -> None:

@@ -408,3 +408,15 @@ def test_pr_results_takes_the_pull_request_from_the_event_and_trusts_nothing_in_
                         settings=world.settings)
     with pytest.raises(PublishError, match="holds no run folder"):
         publish_results(tmp_path / "empty", env=env, settings=world.settings)
+
+
+def test_a_signed_commits_rule_refusing_the_push_says_what_to_exempt(world: World) -> None:
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'error: GH013: Repository rule violations found for refs/heads/trainboard.' >&2\n"
+                    "echo '- Commits must have verified signatures.' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    world.write_run("unsigned", f1=0.8)
+    with pytest.raises(PublishError, match=r"requires signed commits and trainboard's are unsigned; exempt "
+                                           r"trainboard/\*"):
+        world.publish()
+    assert branches(world.remote) == "" and not world.fake.recorded("POST", "/repos/octo/models/pulls")
