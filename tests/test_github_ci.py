@@ -420,3 +420,24 @@ def test_a_signed_commits_rule_refusing_the_push_says_what_to_exempt(world: Worl
                                            r"trainboard/\*"):
         world.publish()
     assert branches(world.remote) == "" and not world.fake.recorded("POST", "/repos/octo/models/pulls")
+
+
+def test_a_publish_racing_another_builds_on_its_tip_and_still_fast_forwards(world: World) -> None:
+    deny_force_push(world.remote)
+    world.write_run("first", f1=0.8)
+    first = world.publish().commit
+    # Another publish lands between our read of the tip and our push (once): a pre-receive
+    # hook moves the branch to a commit of its own on that tip first.
+    other = git(world.repo, "commit-tree", f"{first}^{{tree}}", "-p", first, "-m", "another publish").strip()
+    git(world.repo, "push", "-q", "origin", f"{other}:refs/heads/side")
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\n[ -e raced ] && exit 0\ntouch raced\n"
+                    f"env -u GIT_QUARANTINE_PATH git update-ref refs/heads/{OUTPUTS_BRANCH} refs/heads/side "
+                    ">>hook.log 2>&1\nexit 0\n")
+    hook.chmod(0o755)
+    world.write_run("raced", f1=0.81)
+    result = world.publish()
+    assert (world.remote / "raced").exists(), "the race happened"
+    assert git(world.remote, "rev-parse", f"{result.commit}^@").split() == [other], "built on the new tip"
+    assert git(world.remote, "rev-parse", f"refs/heads/{OUTPUTS_BRANCH}").strip() == result.commit
+    assert not result.created_pr and world.fake.pulls[1]["head"]["sha"] == result.commit
