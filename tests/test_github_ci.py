@@ -441,3 +441,46 @@ def test_a_publish_racing_another_builds_on_its_tip_and_still_fast_forwards(worl
     assert git(world.remote, "rev-parse", f"{result.commit}^@").split() == [other], "built on the new tip"
     assert git(world.remote, "rev-parse", f"refs/heads/{OUTPUTS_BRANCH}").strip() == result.commit
     assert not result.created_pr and world.fake.pulls[1]["head"]["sha"] == result.commit
+
+
+def test_a_pull_request_run_in_a_clean_clone_fails_on_the_base_branchs_baseline_as_a_failure_status(
+        tmp_path: Path, empty_mlflow_db: Path) -> None:
+    import shutil
+
+    from tests.conftest import make_tiny_repo
+
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    seed = make_tiny_repo(tmp_path / "seed")
+    git(seed, "push", "-q", str(remote), "main")
+
+    def clean_clone(name: str) -> Path:  # as CI checks out: its own store, nothing shared but the remote
+        dest = tmp_path / name
+        git(tmp_path, "clone", "-q", str(remote), str(dest))
+        (dest / ".trainboard").mkdir()
+        shutil.copy(empty_mlflow_db, dest / ".trainboard" / "mlflow.db")
+        return dest
+
+    with FakeGitHub(token=TOKEN, bare_repo=remote) as fake:
+        github = f"github.api_url={fake.api_url}"
+        a = clean_clone("a")  # the push build on main: records the baseline (F1 0.8), no token
+        base = run_cli(["run", "tb.yaml", "--no-tui", "--set", github], cwd=a, env={
+            "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_REF_NAME": "main", "GITHUB_TOKEN": ""})
+        assert base.returncode == ExitCode.OK, base.stdout[-2000:] + base.stderr[-2000:]
+        assert not fake.pulls and fake.requests == [], "a base-branch run opens no pull request"
+
+        b = clean_clone("b")  # the pull request's build: a regression (F1 0.7)
+        git(b, "switch", "-q", "-c", "worse")
+        git(b, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "worse")
+        git(b, "push", "-q", "origin", "worse")
+        head = git(b, "rev-parse", "HEAD").strip()
+        fake.open_pull("worse", "main", title="A worse model")
+        proc = run_cli(["run", "tb.yaml", "--no-tui", "--set", github, "--set", "params.base_f1=0.5"], cwd=b, env={
+            "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_TOKEN": TOKEN,
+            "GITHUB_EVENT_PATH": str(pr_event(tmp_path, 1, "octo/models", head)), "GITHUB_HEAD_REF": "worse"})
+    assert proc.returncode == ExitCode.GATE_FAILED, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no baseline" not in proc.stdout
+    statuses = fake.statuses_for(head)
+    assert [(s["context"], s["state"]) for s in statuses] == [("trainboard/tiny/f1", "failure")]
+    assert statuses[0]["description"].startswith("0.7000 (-0.1000 vs main): fail")
+    assert len(fake.comments_on(1)) == 1 and not fake.recorded("POST", "/repos/octo/models/pulls")
