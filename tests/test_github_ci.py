@@ -484,3 +484,29 @@ def test_a_pull_request_run_in_a_clean_clone_fails_on_the_base_branchs_baseline_
     assert [(s["context"], s["state"]) for s in statuses] == [("trainboard/tiny/f1", "failure")]
     assert statuses[0]["description"].startswith("0.7000 (-0.1000 vs main): fail")
     assert len(fake.comments_on(1)) == 1 and not fake.recorded("POST", "/repos/octo/models/pulls")
+
+
+def test_an_api_url_serving_a_web_page_is_not_blamed_on_the_token(world: World, tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site = tmp_path / "site"
+    (site / "repos" / "octo").mkdir(parents=True)
+    (site / "repos" / "octo" / "models").write_text("<html><body>Sign in</body></html>\n")  # 200, not JSON
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        world.write_run("html", f1=0.8)
+        settings = replace(world.settings, api_url=f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(PublishError, match=r"does not answer as GitHub's API.*not the token's fault"):
+            world.publish(settings=settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert branches(world.remote) == ""
