@@ -376,7 +376,7 @@ def test_in_a_pull_requests_ci_the_status_goes_on_its_head_and_a_missing_statuse
 
 def test_pr_results_takes_the_pull_request_from_the_event_and_trusts_nothing_in_the_artifact(
         world: World, tmp_path: Path) -> None:
-    from backend.github import publish_results
+    from backend.github_results import publish_results
 
     fake = world.fake
     fake.add_token(ACTIONS_TOKEN, actions=True)

@@ -289,7 +289,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _pr_results(results: Path) -> int:
     from backend.exitcodes import ExitCode
-    from backend.github import PublishError, publish_results
+    from backend.github import PublishError
+    from backend.github_results import publish_results
     from backend.redact import Redactor
 
     try:
