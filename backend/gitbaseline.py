@@ -121,6 +121,19 @@ def _said(done: subprocess.CompletedProcess[bytes]) -> str:
     return scrub_url_credentials(text.splitlines()[-1] if text else f"exit {done.returncode}")
 
 
+def _push_said(done: subprocess.CompletedProcess[bytes]) -> str:
+    """Why a ``git push --porcelain`` failed: its status for the ref ("[remote rejected] (pre-receive
+    hook declined)") and what the remote said, else git's last word."""
+    from backend.gitpush import scrub_url_credentials
+
+    status = [line.split("\t")[2] for line in done.stdout.decode("utf-8", "replace").splitlines()
+              if line.startswith("!\t") and line.count("\t") >= 2]
+    remote = [line.removeprefix("remote:").strip() for line in done.stderr.decode("utf-8", "replace").splitlines()
+              if line.startswith("remote:") and line.removeprefix("remote:").strip()]
+    said = "; ".join([*status[:1], *(f"the remote says: {line[:200]}" for line in remote[:1])])
+    return scrub_url_credentials(said) if said else _said(done)
+
+
 def _rev(root: Path, ref: str) -> str:
     """The commit ``ref`` names; "" when it does not exist."""
     done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
@@ -431,9 +444,10 @@ def record(root: Path, entry: dict[str, Any], remote: str, mask: Callable[[str],
         if done.returncode == 0:
             return Recorded(commit, remote)
         said = (done.stdout + done.stderr).decode("utf-8", "replace")
+        # Another run got there first: a non-fast-forward, or the remote's ref locked by its push.
         beaten = any(word in said for word in ("[rejected]", "non-fast-forward", "fetch first", "failed to lock",
-                                               "cannot lock ref", "[remote rejected]"))
-        problem = problem or f"pushing {NOTES_REF} to {remote!r} failed: {_said(done)}"
+                                               "cannot lock ref", "failed to update ref"))
+        problem = problem or f"pushing {NOTES_REF} to {remote!r} failed: {_push_said(done)}"
         if not beaten or attempt >= PUSH_ATTEMPTS:
             return Recorded(commit, "", problem)
         problem = ""

@@ -1015,7 +1015,7 @@ class Session:
             return None
         try:
             found, problem = await lookup
-        except NotesError as exc:
+        except (NotesError, OSError, ValueError) as exc:  # never more than a notice: MLflow and DVC remain
             self._publish(ev.Notice(f"git notes: the baseline could not be looked up: {exc}"))
             return None
         if problem:
@@ -1042,10 +1042,10 @@ class Session:
             metrics={k: v for k, v in self.latest.items() if k in cfg.metrics},
             params=flatten(mask_config(cfg.params)), mlflow_run_id=self.mlflow_run_id,
             trainboard_run_id=self.run_id, overrides=self.redact.lines(list(self.loaded.overrides)))
-        first = not await in_thread(gb.has_notes, self.root)
         try:
+            first = not await in_thread(gb.has_notes, self.root)
             done = await in_thread(gb.record, self.root, entry, remote, self.redact)
-        except gb.NotesError as exc:
+        except (gb.NotesError, OSError, ValueError) as exc:  # a notice, never a failed run
             self._publish(ev.Notice(f"git notes: the baseline was not recorded: {exc}"))
             return
         where = f"{gb.NOTES_REF} on {self.git.commit[:7]}"

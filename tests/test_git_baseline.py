@@ -25,8 +25,8 @@ from backend.publish import base_branch_blocker
 from backend.session import Session
 from backend.tracking import BRANCH_TAG, COMMIT_TAG, RUN_TAG
 
-# The module fixture's runs build on one another: keep its tests on one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("git_baseline")
+# The module fixture's runs build on one another: the tests that use it stay on one pytest-xdist worker.
+on_history = pytest.mark.xdist_group("git_baseline")
 
 NOTES = "refs/notes/trainboard"
 IDENTITY = gb.ConfigIdentity(path="tb.yaml", name="tiny", experiment="tiny")
@@ -104,6 +104,7 @@ def history(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -> 
     return History(remote, a, first, second, runs)
 
 
+@on_history
 def test_a_push_build_on_main_records_its_result_in_git_notes_and_pushes_them(history: History) -> None:
     first = history.runs["first"]
     assert first.returncode == ExitCode.OK, first.stdout + first.stderr
@@ -122,6 +123,7 @@ def test_a_push_build_on_main_records_its_result_in_git_notes_and_pushes_them(hi
     assert "no pull request" not in first.stdout  # github.publish: never
 
 
+@on_history
 def test_two_configs_on_one_commit_sit_side_by_side_in_its_note(history: History) -> None:
     assert history.runs["two"].returncode == ExitCode.GATE_FAILED  # F1 0.7 against 0.8: recorded all the same
     entries = remote_note(history.remote, history.first)["entries"]
@@ -132,6 +134,7 @@ def test_two_configs_on_one_commit_sit_side_by_side_in_its_note(history: History
     assert entries["tb2.yaml::tiny-two::tiny"]["overrides"] == ["params.base_f1=0.5"]
 
 
+@on_history
 def test_a_pull_request_in_a_clean_clone_finds_the_merge_base_entry_and_fails_its_gate(
         history: History, tmp_path: Path, empty_mlflow_db: Path) -> None:
     second = history.runs["second"]
@@ -156,6 +159,7 @@ def test_a_pull_request_in_a_clean_clone_finds_the_merge_base_entry_and_fails_it
     assert "baseline recorded" not in proc.stdout and not gb.has_notes(b)
 
 
+@on_history
 def test_without_an_entry_at_the_merge_base_the_newest_on_main_is_used(
         history: History, tmp_path: Path, empty_mlflow_db: Path) -> None:
     # main moves on without a build; a branch off it has no entry at its merge base.
@@ -185,6 +189,7 @@ def test_without_an_entry_at_the_merge_base_the_newest_on_main_is_used(
     assert gb.lookup(c, "main", gb.ConfigIdentity("x.yaml", "x", "x"), "origin")[0] is None
 
 
+@on_history
 def test_concurrent_pushes_of_notes_on_different_commits_both_land(
         history: History, tmp_path: Path, empty_mlflow_db: Path) -> None:
     clones = [clone(history.remote, tmp_path / name, empty_mlflow_db) for name in ("p", "q")]
@@ -262,6 +267,7 @@ def test_a_base_branch_run_is_a_push_build_or_a_person_never_a_pull_request_name
         assert base_branch_blocker(config, "main", {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event}) == ""
 
 
+@on_history
 def test_a_shared_mlflow_server_with_a_run_of_main_stays_the_source(history: History, tmp_path: Path,
                                                                     empty_mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
@@ -286,6 +292,7 @@ def test_a_shared_mlflow_server_with_a_run_of_main_stays_the_source(history: His
     assert f"baseline: main run {shared.info.run_id}" in proc.stdout and "git notes" not in proc.stdout
 
 
+@on_history
 async def test_attach_finds_the_git_notes_baseline_as_the_run_did(history: History, tmp_path: Path,
                                                                   empty_mlflow_db: Path) -> None:
     b = clone(history.remote, tmp_path / "b", empty_mlflow_db)
@@ -297,3 +304,19 @@ async def test_attach_finds_the_git_notes_baseline_as_the_run_did(history: Histo
     proc = run_cli(["attach", session.run_id, "--no-tui"], cwd=b)
     assert proc.returncode == ExitCode.GATE_FAILED, proc.stdout + proc.stderr  # F1 0.5 against 0.8
     assert f"baseline: main @ {history.first[:7]} (merge base, from git notes; run " in proc.stdout
+
+
+def test_a_remote_that_refuses_the_notes_is_a_notice_never_a_failed_run(repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "refusing.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'notes are not welcome here' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    git(repo, "remote", "add", "origin", str(remote))
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=repo, env=ci_env(tmp_path, "main"))
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert (f"baseline recorded in {NOTES} on {head[:7]} here only: pushing {NOTES} to 'origin' failed: "
+            "[remote rejected] (pre-receive hook declined); the remote says: notes are not welcome here") in proc.stdout
+    assert "::error" not in proc.stdout
+    assert note(repo, head)["entries"][IDENTITY.key]["commit"] == head  # kept here, for the next push
