@@ -115,10 +115,13 @@ def _out(root: Path, *args: str, input: bytes | None = None) -> str:
 
 
 def _said(done: subprocess.CompletedProcess[bytes]) -> str:
-    text = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+    """git's own reason: its first ``fatal:``/``error:`` line, else its last line."""
     from backend.gitpush import scrub_url_credentials
 
-    return scrub_url_credentials(text.splitlines()[-1] if text else f"exit {done.returncode}")
+    lines = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()
+             if line.strip()]
+    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
+    return scrub_url_credentials(first[:300] or f"exit {done.returncode}")
 
 
 def _push_said(done: subprocess.CompletedProcess[bytes]) -> str:

@@ -187,6 +187,10 @@ def test_without_an_entry_at_the_merge_base_the_newest_on_main_is_used(
     found, _ = gb.lookup(c, "main", other, "origin", ["f1"])
     assert found is not None and found.baseline.metrics["f1"] == pytest.approx(0.7)
     assert gb.lookup(c, "main", gb.ConfigIdentity("x.yaml", "x", "x"), "origin")[0] is None
+    # Offline: the fetch fails, said; the notes fetched before still serve.
+    git(c, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    found, problem = gb.lookup(c, "main", IDENTITY, "origin", ["f1"])
+    assert found is not None and found.baseline.commit == history.first and "gone.git" in problem
 
 
 @on_history
