@@ -545,20 +545,20 @@ class _Client:
         except GithubException as exc:
             if exc.status in (401, 403, 429) or exc.status >= 500:
                 return ""  # an API that refuses this token, or is down, is still the API
-            return f"{exc.status}" + (f" ({_message(exc)})" if _message(exc) else "")
+            return f"GET /rate_limit: {exc.status}" + (f" ({_message(exc)})" if _message(exc) else "")
         except (requests.RequestException, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return f"GET /rate_limit: {type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 — a non-JSON page breaks PyGithub in several ways
-            return f"not GitHub's JSON ({type(exc).__name__})"
+            return f"GET /rate_limit: not GitHub's JSON ({type(exc).__name__})"
         if not isinstance(data, dict) or not ({"resources", "rate"} & set(data)):
-            return "an answer that is not GitHub's"
+            return "GET /rate_limit: an answer that is not GitHub's"
         return ""
 
     def wrong_api_url(self, answered: str) -> PublishError:
         api = self.settings.api
         origin = " (inferred from the remote's host)" if self.where.api_inferred else ""
         return PublishError(self.scrub(
-            f"github.api_url {api}{origin} does not answer as GitHub's API (GET {api}/rate_limit: {answered}); "
+            f"github.api_url {api}{origin} does not answer as GitHub's API ({answered}); "
             f"this is not the token's fault: set github.api_url to your GitHub's API — https://api.github.com "
             f"for github.com, https://HOST/api/v3 for GitHub Enterprise Server"))
 
@@ -794,13 +794,13 @@ def _where(env: Mapping[str, str], inferred: bool) -> _Where:
 
 def _read_repo(client: _Client, repo_name: str) -> Repository:
     """The repository, read before anything is written; a 404 or a page that is not
-    GitHub's JSON is told apart from the token's fault by asking the API root."""
+    GitHub's JSON is told apart from the token's fault by asking the API's ``/rate_limit``."""
     from github.GithubException import GithubException
 
     try:
         repo = client.call(f"reading repository {repo_name}", lambda: client.gh.get_repo(repo_name))
         if not isinstance(repo.raw_data, dict) or "full_name" not in repo.raw_data:
-            raise client.wrong_api_url("a repository answer that is not GitHub's")
+            raise client.wrong_api_url(f"GET /repos/{repo_name}: an answer that is not GitHub's JSON")
         return repo
     except PublishError as exc:
         if "answered 404" not in str(exc):
@@ -810,7 +810,7 @@ def _read_repo(client: _Client, repo_name: str) -> Repository:
             raise client.wrong_api_url(answered) from None
         raise
     except (GithubException, ValueError, KeyError, TypeError):
-        answered = client.api_answers() or "an answer that is not GitHub's"
+        answered = client.api_answers() or f"GET /repos/{repo_name}: an answer that is not GitHub's JSON"
         raise client.wrong_api_url(answered) from None
 
 
