@@ -358,8 +358,8 @@ def _notes_commit(root: Path, tips: list[str], commit: str, entry: dict[str, Any
     merged, plus ``entry`` on ``commit``; the tip itself when nothing changes."""
     tips = [t for t in dict.fromkeys(tips) if t]
     parents = [t for t in tips if not any(o != t and _is_ancestor(root, t, o) for o in tips)]
-    if not parents and entry is None:
-        return ""
+    if entry is None and len(parents) <= 1:
+        return parents[0] if parents else ""  # one line of history, nothing to add: nothing to write
     view = NoteView(root, parents)
     blobs_by_tip = view.blobs
     merged: dict[str, str] = {}
@@ -375,8 +375,6 @@ def _notes_commit(root: Path, tips: list[str], commit: str, entry: dict[str, Any
         if annotated == commit and entry is not None:
             entries = _merge_entries(entries, {entry["key"]: {k: v for k, v in entry.items() if k != "key"}})
         merged[annotated] = _out(root, "hash-object", "-w", "--stdin", input=note_text(entries))
-    if len(parents) == 1 and entry is None:
-        return parents[0]  # one line of history, nothing to add: nothing to write
     listing = "".join(f"100644 blob {blob}\t{annotated}\n" for annotated, blob in sorted(merged.items()))
     tree = _out(root, "mktree", input=listing.encode())
     args = ["commit-tree", tree, "-m", message]
