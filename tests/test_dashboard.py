@@ -109,11 +109,12 @@ async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pu
         assert plot.display and plot.keys == ["f1"] and plot.points["f1"][-1] == (2, pytest.approx(0.8))
         assert app.query_one(MetricsPanel).border_subtitle == "no baseline yet on main"
 
-        # The pull request without a token: greyed, and p, the button and the palette say why.
+        # No pull request from the base branch (its run is the baseline): greyed, and p, the button
+        # and the palette say why.
         assert app.check_action("open_pr", ()) is None
         button = app.query_one("#open-pr", Button)
         why = str(button.tooltip)
-        assert button.has_class("-blocked") and why.startswith("GITHUB_TOKEN is not set")
+        assert button.has_class("-blocked") and why.startswith("the run is on the base branch 'main'")
         await pilot.press("p")
         await pilot.click("#open-pr")
         await pilot.pause()
