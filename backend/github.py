@@ -179,17 +179,25 @@ def _full_name(value: object) -> str:
     return name if isinstance(name, str) and "/" in name else ""
 
 
-def pull_request_event(env: Mapping[str, str]) -> PullRequestEvent | None:
-    """The pull request of a ``pull_request`` workflow run, from ``GITHUB_EVENT_PATH``."""
-    name = env.get("GITHUB_EVENT_NAME", "")
+def actions_event(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The GitHub Actions event payload at ``GITHUB_EVENT_PATH``; None without a readable one."""
     path = env.get("GITHUB_EVENT_PATH", "")
-    if not path or (name and name not in PR_EVENTS):
+    if not path:
         return None
     try:
         event = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    pr = event.get("pull_request") if isinstance(event, dict) else None
+    return event if isinstance(event, dict) else None
+
+
+def pull_request_event(env: Mapping[str, str]) -> PullRequestEvent | None:
+    """The pull request of a ``pull_request`` workflow run, from ``GITHUB_EVENT_PATH``."""
+    name = env.get("GITHUB_EVENT_NAME", "")
+    if name and name not in PR_EVENTS:
+        return None
+    event = actions_event(env) or {}
+    pr = event.get("pull_request")
     if not isinstance(pr, dict) or not isinstance(pr.get("number"), int):
         return None
     head: dict[str, Any] = pr["head"] if isinstance(pr.get("head"), dict) else {}

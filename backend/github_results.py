@@ -39,6 +39,7 @@ from backend.github import (
     _read_repo,
     _upsert_comment,
     _Where,
+    actions_event,
     actions_run_url,
     config_slug,
     fit_body,
@@ -67,14 +68,8 @@ class WorkflowRunEvent:
 
 
 def workflow_run_event(env: Mapping[str, str]) -> WorkflowRunEvent | None:
-    path = env.get("GITHUB_EVENT_PATH", "")
-    if not path:
-        return None
-    try:
-        event = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    wr = event.get("workflow_run") if isinstance(event, dict) else None
+    event = actions_event(env) or {}
+    wr = event.get("workflow_run")
     if not isinstance(wr, dict):
         return None
     sha = wr.get("head_sha")

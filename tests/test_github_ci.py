@@ -27,6 +27,7 @@ from backend.github import (
 from tests.conftest import git, run_cli
 from tests.github_fake import FakeGitHub, deny_force_push
 from tests.test_github import OUTPUTS_BRANCH, SOURCE, TOKEN, World, make_world
+from tests.test_pr_session import on_a_branch_with_origin
 
 ACTIONS_TOKEN = "tb-actions-token-0c1d2e3f4a5b"
 
@@ -271,13 +272,7 @@ def test_a_fork_head_is_sent_as_owner_branch_and_found_again(world: World, tmp_p
 @pytest.fixture
 def ci_repo(repo: Path, world_fake: FakeGitHub, tmp_path: Path) -> Path:
     """The tiny repo, a bare origin, on a feature branch, with an F1 gate the run fails."""
-    remote = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "push", "-q", "origin", "main")
-    world_fake.bare_repo = remote
-    git(repo, "checkout", "-q", "-b", "better-f1")
-    config = yaml.safe_load((repo / "tb.yaml").read_text())
+    config = on_a_branch_with_origin(repo, world_fake, tmp_path)
     config["github"] = {"publish": "ci", "api_url": world_fake.api_url, "web_url": world_fake.web_url}
     (repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     git(repo, "commit", "-qam", "ci")

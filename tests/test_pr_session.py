@@ -26,16 +26,22 @@ def fake() -> FakeGitHub:
         yield server
 
 
-@pytest.fixture
-def pr_repo(repo: Path, fake: FakeGitHub, tmp_path: Path) -> Path:
-    """The tiny repo with a bare origin, on a feature branch, publishing every run."""
+def on_a_branch_with_origin(repo: Path, fake: FakeGitHub, tmp_path: Path) -> dict:
+    """Give the tiny repo a bare origin (the fake's git side) with main pushed, check out the
+    feature branch better-f1, and return its tb.yaml as a dict to adjust and commit."""
     remote = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     git(repo, "remote", "add", "origin", str(remote))
     git(repo, "push", "-q", "origin", "main")
     fake.bare_repo = remote
     git(repo, "checkout", "-q", "-b", "better-f1")
-    config = yaml.safe_load((repo / "tb.yaml").read_text())
+    return yaml.safe_load((repo / "tb.yaml").read_text())
+
+
+@pytest.fixture
+def pr_repo(repo: Path, fake: FakeGitHub, tmp_path: Path) -> Path:
+    """The tiny repo with a bare origin, on a feature branch, publishing every run."""
+    config = on_a_branch_with_origin(repo, fake, tmp_path)
     config["github"] = {"publish": "always", "repo": fake.full_name, "api_url": fake.api_url,
                         "web_url": fake.web_url}
     # The job prints the secrets it can see, on purpose.

@@ -158,6 +158,13 @@ class Trainboard:
         for reader in self._readers:
             reader.start()
 
+    def __enter__(self) -> Trainboard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a test that failed midway leaves no trainboard behind
+            self.proc.kill()
+
     def _read(self, stream: object) -> None:
         for line in stream:  # type: ignore[attr-defined]
             with self._cond:
@@ -220,8 +227,7 @@ def test_tracking_server_stopped_and_restarted_mid_run(repo: Path, server: Track
     steps = 30
     write_config(repo, server.url, {"STEPS": str(steps), "PAUSE": "0.1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
                                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"})
-    run = Trainboard(repo)
-    try:
+    with Trainboard(repo) as run:
         run.wait_for(lambda line: line == "logged step 5")
         server.kill()
         stopped = time.monotonic()
@@ -230,9 +236,6 @@ def test_tracking_server_stopped_and_restarted_mid_run(repo: Path, server: Track
         server.start()
         restarted = time.monotonic()
         code = run.finish()
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
     out = run.text()
     assert code == 0, out
     stale, fresh = run.matching(is_stale), run.matching(is_fresh)
@@ -262,15 +265,11 @@ def test_a_store_that_hangs_at_the_end_marks_the_verdict_stale_and_the_process_e
     on stale metrics (and the record says so), and trainboard exits within 2 s of "finished"
     although its last MLflow calls got no answer. The job kept MLflow's generous retries."""
     write_config(repo, server.url, {"STEPS": "3", "PAUSE": "1.0"})
-    run = Trainboard(repo)
-    try:
+    with Trainboard(repo) as run:
         run.wait_for(lambda line: line == "logged step 3")
         server.freeze()
         frozen = time.monotonic()
         code = run.finish()
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
     out = run.text()
     assert code == ExitCode.INFRA_ERROR, out  # a verdict on stale metrics is no pass CI could merge on
     stale = run.matching(is_stale)
