@@ -32,7 +32,7 @@ from backend.logtail import CHUNK_SIZE, LineSplitter
 from backend.mlflow_server import LocalTrackingServer, needs_forwarding
 from backend.publish import base_branch_blocker, publishes_at_the_end
 from backend.publish import blocker as pr_blocker
-from backend.redact import Redactor, config_secrets, mask_config
+from backend.redact import MASK, Redactor, config_secrets, mask_config, masked_config_file, unmask_config
 from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
 from backend.store import RunRecord, RunStore, new_run_id
 from backend.tracking import (
@@ -863,8 +863,6 @@ class Session:
     async def _read_back_secrets(self, runner: Runner, handle: JobHandle) -> None:
         """The job's environment, as the runner still has it (its secrets file, /proc), fills
         the ``***`` the record and the config file left, and its secrets join the redactor."""
-        from backend.redact import MASK, unmask_config
-
         read = getattr(runner, "read_job_env", None)  # a runner that cannot tell has none
         if read is None:
             return
@@ -929,8 +927,6 @@ class Session:
     def _mask_config_copy(self, files: list[str], extra: dict[str, bytes]) -> tuple[list[str], dict[str, bytes]]:
         """The config file goes to the runner's workspace with its secrets masked (the job
         gets them in its environment): the synced file list without it, and its masked copy."""
-        from backend.redact import masked_config_file
-
         try:
             rel = self.loaded.path.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
