@@ -209,7 +209,7 @@ def check_schedule(cron: str) -> str:
 
 
 def _template(name: str) -> str:
-    return (resources.files("backend") / "templates" / name).read_text(encoding="utf-8")
+    return (resources.files("trainboard.backend") / "templates" / name).read_text(encoding="utf-8")
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backend.config import Gate, RunConfig
+from trainboard.backend.config import Gate, RunConfig
 
 
 @dataclass(frozen=True, slots=True)

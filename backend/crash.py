@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend.exitcodes import ExitCode
+from trainboard.backend.exitcodes import ExitCode
 
 TRACEBACK_FILE = "traceback.txt"
 
@@ -49,7 +49,7 @@ def one_line(exc: BaseException) -> str:
 
 def report_crash(exc: BaseException, session: Any = None) -> int:
     """Say the crash in one line on stderr, keep its traceback; the exit code (3)."""
-    from backend.redact import Redactor
+    from trainboard.backend.redact import Redactor
 
     redact: Callable[[str], str]
     files: list[Path] = []

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from backend.tracking import Baseline
+from trainboard.backend.tracking import Baseline
 
 REMOTE_NAME = "trainboard"  # the remote's name in the workspace's .dvc/config.local
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}  # for the JobSpec env of every job that runs dvc
@@ -335,7 +334,7 @@ def base_branch_metrics(repo_root: Path, base_branch: str, metrics_files: Iterab
 
 
 def base_branch_baseline(repo_root: Path, base_branch: str, metrics_files: Iterable[str]) -> Baseline | None:
-    """:func:`base_branch_metrics` as a :class:`~backend.tracking.Baseline` (no MLflow run:
+    """:func:`base_branch_metrics` as a :class:`~trainboard.backend.tracking.Baseline` (no MLflow run:
     ``mlflow_run_id`` is ""), its label "main @ 1a2b3c4"; None when there is none."""
     commit = resolve_base(repo_root, base_branch)
     metrics = metrics_at(repo_root, commit, metrics_files) if commit else None

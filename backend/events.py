@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backend.compare import Comparison
+    from trainboard.backend.compare import Comparison
 
 
 class Stage(StrEnum):

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.tracking import Baseline
+from trainboard.backend.tracking import Baseline
 
 if TYPE_CHECKING:
-    from backend.config import RunConfig
+    from trainboard.backend.config import RunConfig
 
 NOTES_REF = "refs/notes/trainboard"
 SCHEMA = 1
@@ -116,7 +116,7 @@ def _out(root: Path, *args: str, input: bytes | None = None) -> str:
 
 def _said(done: subprocess.CompletedProcess[bytes]) -> str:
     """git's own reason: its first ``fatal:``/``error:`` line, else its last line."""
-    from backend.gitpush import scrub_url_credentials
+    from trainboard.backend.gitpush import scrub_url_credentials
 
     lines = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()
              if line.strip()]
@@ -127,7 +127,7 @@ def _said(done: subprocess.CompletedProcess[bytes]) -> str:
 def _push_said(done: subprocess.CompletedProcess[bytes]) -> str:
     """Why a ``git push --porcelain`` failed: its status for the ref ("[remote rejected] (pre-receive
     hook declined)") and what the remote said, else git's last word."""
-    from backend.gitpush import scrub_url_credentials
+    from trainboard.backend.gitpush import scrub_url_credentials
 
     status = [line.split("\t")[2] for line in done.stdout.decode("utf-8", "replace").splitlines()
               if line.startswith("!\t") and line.count("\t") >= 2]
@@ -339,7 +339,7 @@ def lookup(root: Path, base: str, identity: ConfigIdentity, remote: str, keys: I
 
 
 def _identity_env(root: Path) -> dict[str, str]:
-    from backend.gitpush import Git, identity
+    from trainboard.backend.gitpush import Git, identity
 
     who = identity(Git(root))
     env = _git_env()

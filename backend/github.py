@@ -12,7 +12,7 @@ and the gate as commit statuses.
    temporary index, on top of the previous tip of ``trainboard/<source-branch>``
    (the run's commit on the first publish) and pushed without force: every
    publish is a fast-forward, so a "no force push" branch rule holds (see
-   ``backend.gitpush``). From a fork (``github.remote`` is another repository
+   ``trainboard.backend.gitpush``). From a fork (``github.remote`` is another repository
    than ``github.repo``), the head is sent as ``owner:branch`` with ``head_repo``.
 3. The pull request from that branch to the base branch is opened, or, when one
    is already open, its title and body are updated to the latest report. When
@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backend import gitpush
-from backend.compare import Comparison
-from backend.gitpush import Git, Identity, NotFastForward, PushError
-from backend.redact import Redactor
+from trainboard.backend import gitpush
+from trainboard.backend.compare import Comparison
+from trainboard.backend.gitpush import Git, Identity, NotFastForward, PushError
+from trainboard.backend.redact import Redactor
 
 if TYPE_CHECKING:
     from github.GithubException import GithubException
@@ -846,7 +846,7 @@ def publish_run(
 
     ``env`` is where the token and the GitHub Actions variables are read (default
     ``os.environ``); git runs with this process's environment. ``redact`` masks
-    secrets (the session's :class:`~backend.redact.Redactor`); the token is masked
+    secrets (the session's :class:`~trainboard.backend.redact.Redactor`); the token is masked
     whatever it is given.
     """
     env = os.environ if env is None else env

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.compare import Comparison
-from backend.github import (
+from trainboard.backend.compare import Comparison
+from trainboard.backend.github import (
     BODY_LIMIT,
     DEFAULT_NAME,
     REPORT_FILE,
@@ -111,7 +111,7 @@ def _read_capped(path: Path, limit: int) -> str:
 
 def _untrusted_comparison(data: object) -> Comparison | None:
     """A comparison from an artifact's record, checked field by field (or None)."""
-    from backend.compare import ComparisonRow
+    from trainboard.backend.compare import ComparisonRow
 
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         return None

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from backend.tracking import TrackingError, prefetch
+from trainboard.backend.tracking import TrackingError, prefetch
 
 LOCAL_SCHEMES = ("sqlite:", "file:")
 

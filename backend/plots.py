@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from backend.config import RunConfig
-from backend.events import MetricPoint
+from trainboard.backend.config import RunConfig
+from trainboard.backend.events import MetricPoint
 
 
 def metrics_plot(

@@ -10,9 +10,9 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from backend import ci
-from backend.config import RunConfig
-from backend.github import (
+from trainboard.backend import ci
+from trainboard.backend.config import RunConfig
+from trainboard.backend.github import (
     GithubSettings,
     PublishError,
     PublishResult,

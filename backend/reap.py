@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-from backend.runners.base import RunnerError
-from backend.runners.ec2 import (
+from trainboard.backend.runners.base import RunnerError
+from trainboard.backend.runners.ec2 import (
     TAG_EXPIRES,
     TAG_RUN,
     aws_config,
@@ -38,13 +37,13 @@ from backend.runners.ec2 import (
     error_code,
     error_message,
 )
-from backend.store import RunStore
+from trainboard.backend.store import RunStore
 
 ACTIVE = ("running", "detached")
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 TERMINATE_WAIT = 300.0  # seconds for orphan instances to terminate before their groups go
 GROUP_RETRY_WAIT = 120.0  # seconds of DependencyViolation retries per group
-OK, FAILED = 0, 3  # exit codes (backend.exitcodes: OK, INFRA_ERROR)
+OK, FAILED = 0, 3  # exit codes (trainboard.backend.exitcodes: OK, INFRA_ERROR)
 
 
 @dataclass(frozen=True)

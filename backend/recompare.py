@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from backend.compare import Comparison, compare
-from backend.config import RunConfig
-from backend.store import RunRecord
-from backend.tracking import Tracking, TrackingError
+from trainboard.backend.compare import Comparison, compare
+from trainboard.backend.config import RunConfig
+from trainboard.backend.store import RunRecord
+from trainboard.backend.tracking import Tracking, TrackingError
 
 
 class RecompareError(Exception):

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.compare import Comparison
-from backend.tracking import flatten
+from trainboard.backend.compare import Comparison
+from trainboard.backend.tracking import flatten
 
 
 @dataclass(frozen=True)

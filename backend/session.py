@@ -1,7 +1,7 @@
 """The run: check, provision, sync, train, collect, compare, report, tear down.
 
 A :class:`Session` runs the stages and publishes immutable events (see
-``backend.events``) to its subscribers. Views hold no run logic: they render
+``trainboard.backend.events``) to its subscribers. Views hold no run logic: they render
 events and call :meth:`Session.cancel`. Teardown runs in ``finally``, on
 success, failure, cancel, Ctrl-C and SIGTERM alike.
 """
@@ -20,22 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from backend import events as ev
-from backend.compare import Comparison, compare
-from backend.config import ConfigError, LoadedConfig, RunConfig
-from backend.events import STAGES, Stage, StageState
-from backend.exitcodes import ExitCode
-from backend.github import PublishError, ReadOnlyToken, read_only_reason
-from backend.gitinfo import GitState, files_to_sync, git_state, repo_root
-from backend.logtail import CHUNK_SIZE, LineSplitter
-from backend.mlflow_server import LocalTrackingServer, needs_forwarding
-from backend.publish import base_branch_blocker, publishes_at_the_end
-from backend.publish import blocker as pr_blocker
-from backend.redact import MASK, Redactor, config_secrets, mask_config, masked_config_file, unmask_config
-from backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
-from backend.store import RunRecord, RunStore, new_run_id
-from backend.tracking import (
+from trainboard.backend import events as ev
+from trainboard.backend.compare import Comparison, compare
+from trainboard.backend.config import ConfigError, LoadedConfig, RunConfig
+from trainboard.backend.events import STAGES, Stage, StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.github import PublishError, ReadOnlyToken, read_only_reason
+from trainboard.backend.gitinfo import GitState, files_to_sync, git_state, repo_root
+from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
+from trainboard.backend.mlflow_server import LocalTrackingServer, needs_forwarding
+from trainboard.backend.publish import base_branch_blocker, publishes_at_the_end
+from trainboard.backend.publish import blocker as pr_blocker
+from trainboard.backend.redact import MASK, Redactor, config_secrets, mask_config, masked_config_file, unmask_config
+from trainboard.backend.runners import Host, JobHandle, JobSpec, Runner, RunnerError, make_runner
+from trainboard.backend.store import RunRecord, RunStore, new_run_id
+from trainboard.backend.tracking import (
     BRANCH_TAG,
     COMMIT_TAG,
     PARAMS_HASH_TAG,
@@ -187,7 +186,7 @@ class Session:
         self._read_only = ""  # why this run may not write to GitHub (a fork's pull request in CI)
         self._publishing = False
         self._settings_blocker: str | None = None  # what pull_request_blocker found in the settings
-        self._dvc: Any = None  # the repository's DVC project (backend.dvc.DvcProject) when DVC is in use
+        self._dvc: Any = None  # the repository's DVC project (trainboard.backend.dvc.DvcProject) when DVC is in use
         self._dvc_remote = ""
         self._dvc_files: dict[str, Path] = {}  # pointer, lock, metrics and .gitignore files brought back
         self._record_unwritable = False  # a record write failed (said once; teardown goes on)
@@ -250,7 +249,7 @@ class Session:
 
         The record keeps the config's secrets masked: they are read back from the config
         file, and from the running job's environment once the runner answers (_attached)."""
-        from backend.store import recorded_config
+        from trainboard.backend.store import recorded_config
 
         raw = recorded_config(record)
         loaded = LoadedConfig(
@@ -337,7 +336,7 @@ class Session:
 
     def _crashed(self, stage: Stage | None, exc: BaseException, what: str = "unexpected error") -> None:
         """An exception nothing expected: one line on the views, the masked traceback in the run folder."""
-        from backend.crash import TRACEBACK_FILE, crash_file, one_line, save_traceback
+        from trainboard.backend.crash import TRACEBACK_FILE, crash_file, one_line, save_traceback
 
         files = [self.run_dir / TRACEBACK_FILE] if self.record is not None else []
         path = save_traceback(exc, [*files, crash_file(self.store.root / "crashes")], self.redact)
@@ -431,7 +430,7 @@ class Session:
             note(f"{synced} files + params.yaml")
             setup = list(cfg.job.setup)
             if self._dvc is not None:  # after the user's setup, which may be what installs dvc
-                from backend import dvc
+                from trainboard.backend import dvc
 
                 setup += dvc.dvc_prepare_commands(cfg.job.workdir)
             if setup:
@@ -459,7 +458,7 @@ class Session:
 
     def _check_dvc(self) -> None:
         """Before anything starts: the repository's dvc.yaml, the outputs and the remote make sense."""
-        from backend import dvc
+        from trainboard.backend import dvc
 
         cfg = self.config
         try:
@@ -491,7 +490,7 @@ class Session:
     async def _dvc_collect(self, code: int) -> str:
         """After a successful job: push the outputs from the runner, bring the pointer, lock
         and metrics files back into the checkout, and read the metrics files. A note."""
-        from backend import dvc
+        from trainboard.backend import dvc
 
         assert self.runner is not None and self.record is not None
         project, cfg = self._dvc, self.config
@@ -578,7 +577,7 @@ class Session:
 
     def _tell_read_only(self, reason: str) -> None:
         """A run that may not write to GitHub says why, here and on the CI step summary."""
-        from backend import ci
+        from trainboard.backend import ci
 
         self._publish(ev.Notice(f"no comment or commit status from this run: {reason}"))
         ci.append_read_only_summary(reason)
@@ -586,8 +585,8 @@ class Session:
     async def _open_pull_request(self) -> ev.PullRequestOpened | None:
         """Publish; None when the token turned out read-only (nothing was written: said so)."""
         assert self.record is not None and self.git is not None
-        from backend.github import RunInfo
-        from backend.publish import publish
+        from trainboard.backend.github import RunInfo
+        from trainboard.backend.publish import publish
 
         stale = self._stale is not None
         status = "stale metrics" if stale else str(self.record.get("status") or "")
@@ -835,7 +834,7 @@ class Session:
 
     def _replay(self, record: RunRecord) -> ExitCode:
         """Show a finished run as it ended: stages, log tail, metric history, comparison."""
-        from backend.report import tail_lines
+        from trainboard.backend.report import tail_lines
 
         self._restore(record)
         self._publish(ev.RunnerChanged(state="stopped", kind=self.config.runner.kind))
@@ -965,7 +964,7 @@ class Session:
             "trainboard.dirty": str(self.git.dirty).lower(),
             "trainboard.runner": self.config.runner.kind,
         }
-        # A fresh CI checkout's store has no run of the base branch: git notes may (see backend.gitbaseline).
+        # A fresh CI checkout's store has no run of the base branch: git notes may (see trainboard.backend.gitbaseline).
         # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
         notes = self._notes_lookup() if not is_http(self.tracking.tracking_uri) else None
         self.baseline = await self.tracking.call(self.tracking.baseline, self.config.compare.base, None,
@@ -976,7 +975,7 @@ class Session:
             notes.cancel()
         if self.baseline is None and self._dvc is not None and self._dvc.metrics_files:
             # No MLflow run of the base branch yet: its committed metrics files (`dvc metrics diff`).
-            from backend import dvc
+            from trainboard.backend import dvc
 
             self.baseline = await asyncio.to_thread(dvc.base_branch_baseline, self.root, self.config.compare.base,
                                                     list(self._dvc.metrics_files))
@@ -994,7 +993,7 @@ class Session:
 
     def _notes_lookup(self) -> asyncio.Task[Any] | None:
         """Fetch the remote's git notes and look up this config's entry, in a thread (None: notes are off)."""
-        from backend import gitbaseline as gb
+        from trainboard.backend import gitbaseline as gb
 
         if not self.config.compare.git_notes or self.git is None or not self.git.commit:
             return None
@@ -1005,7 +1004,7 @@ class Session:
 
     async def _notes_baseline(self, lookup: asyncio.Task[Any] | None) -> Baseline | None:
         """The git-notes entry a lookup found (a fetch that failed is a Notice: offline is fine)."""
-        from backend.gitbaseline import NOTES_REF, NotesError
+        from trainboard.backend.gitbaseline import NOTES_REF, NotesError
 
         if lookup is None:
             return None
@@ -1021,7 +1020,7 @@ class Session:
 
     async def _record_baseline(self) -> None:
         """A base-branch run's result, recorded in git notes and pushed, for later runs to compare with."""
-        from backend import gitbaseline as gb
+        from trainboard.backend import gitbaseline as gb
 
         assert self.git is not None and self.comparison is not None and self.record is not None
         cfg = self.config
@@ -1209,14 +1208,14 @@ class Session:
         )
 
     async def _write_report(self, status: str) -> Path:
-        from backend import report as rp
+        from trainboard.backend import report as rp
 
         assert self.record is not None and self.git is not None
         history = self.points  # complete for the followed metrics after _reconcile_history
         base_metrics = self.baseline.metrics if self.baseline else None
         plot = None
         if history:
-            from backend.plots import metrics_plot
+            from trainboard.backend.plots import metrics_plot
 
             made = await asyncio.to_thread(
                 metrics_plot, self.config, history, base_metrics, self.run_dir / "metrics.png"

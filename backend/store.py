@@ -1,7 +1,7 @@
 """Run records on disk: everything a run produced, under .trainboard/runs/<run-id>/.
 
 A record never holds a secret: its ``config`` and ``overrides`` are kept masked
-(backend.redact.mask_config), and every string in it passes the run's Redactor
+(trainboard.backend.redact.mask_config), and every string in it passes the run's Redactor
 (by default: the secret-named variables of this environment and token shapes)
 each time it is written.
 """
@@ -84,7 +84,7 @@ class RunRecord:
 def masked_record(data: dict[str, Any], redact: Masker | None = None) -> dict[str, Any]:
     """A record as it may be written or printed: the config and overrides masked, and
     every string through ``redact`` (default: this environment's secrets, token shapes)."""
-    from backend.redact import Redactor, mask_config, mask_overrides
+    from trainboard.backend.redact import Redactor, mask_config, mask_overrides
 
     data = dict(data)
     if "config" in data:
@@ -152,8 +152,8 @@ def recorded_config(record: RunRecord) -> dict[str, Any]:
     Only the file is read (not the masked ``--set`` values); a running job's own
     environment knows the rest (see Session._attached).
     """
-    from backend.config import ConfigError, load_config
-    from backend.redact import MASK, unmask_config
+    from trainboard.backend.config import ConfigError, load_config
+    from trainboard.backend.redact import MASK, unmask_config
 
     masked = record.get("config") or {}
     if not isinstance(masked, dict) or MASK not in json.dumps(masked):

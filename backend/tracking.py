@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from backend.events import MetricPoint
+from trainboard.backend.events import MetricPoint
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

@@ -107,7 +107,8 @@ def make_repo(where: Path) -> Path:
 
 def session(repo: Path, name: str, rate: int, frame_file: Path) -> tuple[float, int]:
     """Start the dashboard in tmux; (seconds to the first frame, trainboard's pid)."""
-    cmd = (f"cd {repo} && TRAINBOARD_FIRST_FRAME_FILE={frame_file} exec {sys.executable} -m tui.cli run tb.yaml "
+    cmd = (f"cd {repo} && TRAINBOARD_FIRST_FRAME_FILE={frame_file} exec {sys.executable} "
+           f"-m trainboard.tui.cli run tb.yaml "
            f"--set params.rate={rate}")
     env_prefix = f"PYTHONPATH={ROOT} "
     start = time.perf_counter()
@@ -150,7 +151,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp))
         # Warm-up run: MLflow creates its SQLite tables once.
-        subprocess.run([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", "--set", "params.seconds=0"],
+        subprocess.run([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui",
+                        "--set", "params.seconds=0"],
                        cwd=repo, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, check=False)
         for label, rate in (("quiet", 0), ("flood", args.rate)):
             name = f"tbbench{os.getpid()}{label}"

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import gitbaseline as gb  # noqa: E402
+from trainboard.backend import gitbaseline as gb  # noqa: E402
 
 IDENTITY = gb.ConfigIdentity("params.yaml", "bench", "bench")
 ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}

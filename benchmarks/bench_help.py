@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_help.py [--runs 10]
 
-Measures `python -m tui.cli --help` (what the `trainboard` console script runs),
+Measures `python -m trainboard.tui.cli --help` (what the `trainboard` console script runs),
 median of N runs, and the baseline in the same run: `python -c pass`, the
 interpreter's own start-up, median of N runs. Prints both, their difference
 (what trainboard's imports cost) and their ratio. Goal: help <= 0.3 s wall.
@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     baseline = wall([sys.executable, "-c", "pass"], args.runs, env)
-    help_ = wall([sys.executable, "-m", "tui.cli", "--help"], args.runs, env)
+    help_ = wall([sys.executable, "-m", "trainboard.tui.cli", "--help"], args.runs, env)
     print(f"python -c pass (baseline):   {baseline * 1000:7.1f} ms  (median of {args.runs})")
     print(f"trainboard --help:           {help_ * 1000:7.1f} ms  (median of {args.runs})")
     print(f"difference: {(help_ - baseline) * 1000:.1f} ms; ratio help / baseline = {help_ / baseline:.2f}")

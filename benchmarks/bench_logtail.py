@@ -6,7 +6,7 @@ A real detached job on the local runner (this script with --write) appends N
 lines of 60 bytes to its log in ~1 MB blocks, as fast as it can. The reader is
 the session's own follow loop, Session._follow: LocalRunner.tail reads
 CHUNK_SIZE bytes from the LineSplitter's read position, the splitter cuts them
-into lines, and each batch is published as one backend.events.LogLines event to
+into lines, and each batch is published as one trainboard.backend.events.LogLines event to
 an EventBus subscriber that counts the lines. It follows the growing log until
 the job has exited and every line has arrived.
 
@@ -81,11 +81,11 @@ def rss_mb() -> float:
 
 
 async def follow(lines: int, rate: float, tmp: Path) -> dict[str, float]:
-    from backend import events as ev
-    from backend.config import LoadedConfig, RunConfig
-    from backend.runners import JobSpec
-    from backend.runners.local import LocalRunner
-    from backend.session import Session
+    from trainboard.backend import events as ev
+    from trainboard.backend.config import LoadedConfig, RunConfig
+    from trainboard.backend.runners import JobSpec
+    from trainboard.backend.runners.local import LocalRunner
+    from trainboard.backend.session import Session
 
     run_dir = tmp / "run"
     runner = LocalRunner(run_dir)
@@ -147,7 +147,7 @@ def main() -> int:
     if args.write is not None:
         write(args.write, args.stamp, args.rate)
         return 0
-    from backend.logtail import CHUNK_SIZE
+    from trainboard.backend.logtail import CHUNK_SIZE
 
     with tempfile.TemporaryDirectory(prefix="bench-logtail-") as tmp:
         result = asyncio.run(follow(args.lines, args.rate, Path(tmp)))

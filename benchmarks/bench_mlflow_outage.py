@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_mlflow_outage.py [--cap 30]
 
-Starts MLflow's tracking server (``backend.mlflow_server``, in a process of its
+Starts MLflow's tracking server (``trainboard.backend.mlflow_server``, in a process of its
 own, as tests/test_tracking_faults.py does) on a SQLite store, creates a run and
 logs a point, then times one ``Tracking.latest`` call (the session's poll) in two
 faults: the server frozen (SIGSTOP: connections are accepted, nothing answers)
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 async def time_poll(tracking: object, run_id: str, cap: float) -> tuple[float, str]:
     """Seconds until one poll fails (or ``cap``), and how it ended."""
-    from backend.tracking import Tracking, TrackingError, in_thread, why_unreachable
+    from trainboard.backend.tracking import Tracking, TrackingError, in_thread, why_unreachable
 
     assert isinstance(tracking, Tracking)
     began = time.perf_counter()
@@ -43,7 +43,8 @@ async def time_poll(tracking: object, run_id: str, cap: float) -> tuple[float, s
 
 
 async def measure(cap: float, tmp: Path) -> dict[str, dict[str, tuple[float, str]]]:
-    from backend.tracking import Tracking, limit_http_client
+    from trainboard.backend.tracking import Tracking, limit_http_client
+
     from tests.test_tracking_faults import TrackingServer
 
     server = TrackingServer(tmp / "mlflow.db", tmp / "artifacts", tmp / "server.log")
@@ -71,7 +72,7 @@ async def measure(cap: float, tmp: Path) -> dict[str, dict[str, tuple[float, str
 
 
 def main() -> None:
-    from backend.tracking import REQUEST_TIMEOUT
+    from trainboard.backend.tracking import REQUEST_TIMEOUT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap", type=float, default=30.0, help="give the baseline up after this many seconds")

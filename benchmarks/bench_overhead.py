@@ -47,7 +47,7 @@ def main() -> int:
                         default=["params.max_train_samples=160", "params.max_eval_samples=64"],
                         help="extra --set overrides (default: a short training slice)")
     args = parser.parse_args()
-    trainboard = [sys.executable, "-m", "tui.cli"]
+    trainboard = [sys.executable, "-m", "trainboard.tui.cli"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_project(Path(tmp))

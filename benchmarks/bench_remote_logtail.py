@@ -14,7 +14,7 @@ timed from the first read to the last line:
   ours      the session's own follow loop, Session._follow: SshRunner.tail in
             CHUNK_SIZE reads (with its read-ahead), LineSplitter, Redactor.lines,
             the masked copy the session keeps in <run_dir>/job.log, and one
-            backend.events.LogLines event per chunk to an EventBus subscriber.
+            trainboard.backend.events.LogLines event per chunk to an EventBus subscriber.
 
 Both read the same file from the page cache, on a connection opened before
 the clock starts. Prints the median of --repeat rounds, lines/s for each, and
@@ -81,7 +81,7 @@ class Counter:
 
 async def baseline(conn: object, log_path: str) -> tuple[int, float]:
     """Plain asyncssh: sequential 1 MiB SFTP reads of the whole file, counting newlines."""
-    from backend.logtail import CHUNK_SIZE
+    from trainboard.backend.logtail import CHUNK_SIZE
 
     async with conn.start_sftp_client() as sftp:  # type: ignore[attr-defined]
         async with sftp.open(log_path, "rb") as fh:
@@ -96,12 +96,12 @@ async def baseline(conn: object, log_path: str) -> tuple[int, float]:
 
 async def run(lines: int, repeat: int, read_ahead: int | None, tmp: Path) -> Result:
     import asyncssh
+    from trainboard.backend import events as ev
+    from trainboard.backend.config import LoadedConfig, RunConfig
+    from trainboard.backend.runners import JobSpec
+    from trainboard.backend.runners.ssh import SshRunner, SshTarget
+    from trainboard.backend.session import Session
 
-    from backend import events as ev
-    from backend.config import LoadedConfig, RunConfig
-    from backend.runners import JobSpec
-    from backend.runners.ssh import SshRunner, SshTarget
-    from backend.session import Session
     from tests.sshd_support import start_sshd
 
     sshd = start_sshd(tmp / "sshd")
@@ -170,7 +170,7 @@ def main() -> int:
     if args.write is not None:
         write(args.write)
         return 0
-    from backend.logtail import CHUNK_SIZE
+    from trainboard.backend.logtail import CHUNK_SIZE
 
     with tempfile.TemporaryDirectory(prefix="bench-remote-logtail-") as tmp:
         result = asyncio.run(run(args.lines, args.repeat, args.read_ahead, Path(tmp)))

@@ -10,7 +10,7 @@ config has (a control character or NUL, a wrongly typed setting, an unknown
 setting, an alias bomb, a recursive alias, nesting past the limit, a key that is
 not a name, an absurd number, a malformed or hostile --set).
 
-Each goes through the CLI's own code path in this process (`tui.cli.main`, stderr
+Each goes through the CLI's own code path in this process (`trainboard.tui.cli.main`, stderr
 captured, in a throwaway git repository), and a sample of --subprocess inputs
 through the real command in a subprocess (interpreter start included). Printed:
 how many inputs, how many exited 2 naming the file and line (or the setting, or
@@ -177,7 +177,7 @@ def classify(rc: int, err: str, file: str) -> str:
 
 
 def run_in_process(args: list[str]) -> tuple[int, str, float]:
-    from tui.cli import main
+    from trainboard.tui.cli import main
 
     err = io.StringIO()
     started = time.perf_counter()
@@ -215,7 +215,7 @@ def main() -> int:
     os.chdir(repo)
 
     # Baseline: the valid sample, loaded by the same code (load_config; a valid config would start a run).
-    from backend.config import load_config
+    from trainboard.backend.config import load_config
 
     (repo / "good.yaml").write_bytes((ROOT / "sample_params.yaml").read_bytes())
     base_times = []
@@ -252,7 +252,7 @@ def main() -> int:
     help_times = []
     for _ in range(5):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tui.cli", "--help"], capture_output=True, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "trainboard.tui.cli", "--help"], capture_output=True, env=env, check=True)
         help_times.append(time.perf_counter() - started)
     sample = random.Random(opts.seed).sample(range(len(inputs)), min(opts.subprocess, len(inputs)))
     sub_outcomes: dict[str, int] = {}
@@ -264,7 +264,7 @@ def main() -> int:
         args = ["run", name, "--no-tui", *[a for o in item.overrides for a in ("--set", o)]]
         started = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, env=env,
+            proc = subprocess.run([sys.executable, "-m", "trainboard.tui.cli", *args], capture_output=True, env=env,
                                   timeout=30)
             rc, err = proc.returncode, proc.stderr.decode("utf-8", "replace")
         except subprocess.TimeoutExpired:
@@ -286,7 +286,7 @@ def main() -> int:
         kinds[family] = kinds.get(family, 0) + 1
     placed = outcomes.get("placed", 0)
     print(f"inputs: {len(inputs)} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
-    print(f"in process (tui.cli.main): exit 2 with file:line or setting: {placed}; "
+    print(f"in process (trainboard.tui.cli.main): exit 2 with file:line or setting: {placed}; "
           f"anything else: {len(inputs) - placed} {({k: v for k, v in outcomes.items() if k != 'placed'})}")
     base = statistics.median(base_times)
     print(f"  slowest: {slowest[0] * 1000:.1f} ms ({slowest[1]}); baseline, loading the valid sample_params.yaml: "
@@ -296,7 +296,8 @@ def main() -> int:
     for line in others[:20]:
         print(line)
     sub_placed = sub_outcomes.get("placed", 0)
-    print(f"subprocess (python -m tui.cli run F --no-tui): {sum(sub_outcomes.values())} inputs, exit 2 with place: "
+    print(f"subprocess (python -m trainboard.tui.cli run F --no-tui): {sum(sub_outcomes.values())} inputs, "
+          f"exit 2 with place: "
           f"{sub_placed}, anything else: {sum(sub_outcomes.values()) - sub_placed} {sub_outcomes}")
     print(f"  slowest: {sub_slowest[0]:.2f} s ({sub_slowest[1]}); baseline `trainboard --help`: "
           f"{statistics.median(help_times):.2f} s median; goal < 2 s: {'met' if sub_slowest[0] < 2 else 'MISSED'}")

@@ -32,7 +32,7 @@ from snapshot_support import (  # noqa: E402
     until_step,
 )
 
-from backend.events import Stage  # noqa: E402
+from trainboard.backend.events import Stage  # noqa: E402
 
 SIZE = (120, 36)
 OUT = DOCS / "dashboard.svg"

@@ -498,7 +498,7 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def run_resources(aws: Aws, run_id: str) -> dict[str, list[str]]:
     """What AWS still holds for a run (by its tag): live instances, key pairs, security groups."""
-    from backend.runners.ec2 import TAG_RUN
+    from trainboard.backend.runners.ec2 import TAG_RUN
 
     ec2 = aws.client("ec2")
     by_tag = [{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}]

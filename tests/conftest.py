@@ -124,7 +124,7 @@ def repo(tiny_repo: Path, empty_mlflow_db: Path) -> Path:
 
 def trainboard_cmd() -> list[str]:
     """The installed console script, run with this interpreter."""
-    return [sys.executable, "-m", "tui.cli"]
+    return [sys.executable, "-m", "trainboard.tui.cli"]
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None,
@@ -145,7 +145,7 @@ def interrupt_run(repo: Path, overrides: list[str], marker: str, sig: int,
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("GITHUB_ACTIONS", None)
     args = [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui", *args],
                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     seen = []
@@ -165,7 +165,7 @@ async def run_acting_at(session: Any, marker: str, action: Callable[[], T],
     call ``action``. The run's exit code and what ``action`` returned."""
     import asyncio
 
-    from backend import events as ev
+    from trainboard.backend import events as ev
 
     answers: list[T] = []
 

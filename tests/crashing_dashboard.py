@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from backend import events as ev
-from tui import cli
-from tui.widgets.metrics import MetricsPanel
+from trainboard.backend import events as ev
+from trainboard.tui import cli
+from trainboard.tui.widgets.metrics import MetricsPanel
 
 _apply = MetricsPanel.apply
 

@@ -1,6 +1,6 @@
 """Dashboard states that look the same on every machine, made from real runs.
 
-A real :class:`~backend.session.Session` runs the tiny job of ``conftest`` on
+A real :class:`~trainboard.backend.session.Session` runs the tiny job of ``conftest`` on
 the local runner, with its metrics in a real MLflow SQLite store, and every
 event it publishes is recorded. What varies between runs and machines is then
 replaced with fixed values (``dataclasses.replace``): the commit, the MLflow
@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable
-
-from backend import events as ev
-from backend.config import load_config
-from backend.events import Stage, StageState
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from backend.store import RECORD, RunStore
-from tui.app import TrainboardApp, make_app
+from trainboard.backend import events as ev
+from trainboard.backend.config import load_config
+from trainboard.backend.events import Stage, StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.backend.store import RECORD, RunStore
+from trainboard.tui.app import TrainboardApp, make_app
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # for docs/dashboard.py, which runs outside pytest
@@ -134,7 +133,7 @@ def check_every_epoch_polled(recording: Recording) -> None:
 
 @contextlib.contextmanager
 def local_branch_names() -> Iterator[None]:
-    """On GitHub Actions the branch comes from the event (backend.gitinfo): record ``main``."""
+    """On GitHub Actions the branch comes from the event (trainboard.backend.gitinfo): record ``main``."""
     saved = os.environ.pop("GITHUB_ACTIONS", None)
     try:
         yield
@@ -364,11 +363,11 @@ class FrozenClock:
 
 def tui_modules_with_time() -> list[Any]:
     """Every ``tui`` module (imported now) that holds the ``time`` module."""
-    import tui
+    import trainboard.tui
 
-    for info in pkgutil.walk_packages(tui.__path__, "tui."):
+    for info in pkgutil.walk_packages(trainboard.tui.__path__, "trainboard.tui."):
         importlib.import_module(info.name)
-    names = [name for name in sys.modules if name == "tui" or name.startswith("tui.")]
+    names = [name for name in sys.modules if name == "trainboard.tui" or name.startswith("trainboard.tui.")]
     return [sys.modules[name] for name in names if getattr(sys.modules[name], "time", None) is _time]
 
 

@@ -17,15 +17,15 @@ from pathlib import Path
 from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
+from trainboard.backend import events as ev
+from trainboard.backend.config import load_config
+from trainboard.backend.events import STAGES, Stage, StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.tui.app import TrainboardApp, make_app
+from trainboard.tui.widgets import ComparisonTable, ConfirmScreen, LogPane, MetricsPanel, StageList, StatusLine
 
-from backend import events as ev
-from backend.config import load_config
-from backend.events import STAGES, Stage, StageState
-from backend.exitcodes import ExitCode
-from backend.session import Session
 from tests.pilot_support import wait_for_end, wait_until
-from tui.app import TrainboardApp, make_app
-from tui.widgets import ComparisonTable, ConfirmScreen, LogPane, MetricsPanel, StageList, StatusLine
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (100, 30)
@@ -207,7 +207,7 @@ async def test_a_burst_of_log_lines_is_written_in_a_few_batches(repo: Path) -> N
 
 def test_the_dashboard_module_stays_off_heavy_imports() -> None:
     code = (
-        "import sys, tui.app; heavy = ('mlflow', 'torch', 'transformers', 'matplotlib');"
+        "import sys, trainboard.tui.app; heavy = ('mlflow', 'torch', 'transformers', 'matplotlib');"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -18,16 +18,16 @@ import pytest
 from tests.conftest import ROOT
 
 BACKEND = ROOT / "backend"
-UI = {"textual", "tui"}
+UI = {"textual", "trainboard.tui"}
 HEAVY = {"mlflow", "torch", "transformers", "textual", "matplotlib"}
 # The remote runners' clients: loaded by the modules that use them, never by --help or the session.
 REMOTE = {"asyncssh", "boto3", "botocore"}
-REMOTE_USERS = {"backend.runners.ssh", "backend.runners.ec2", "backend.reap"}
+REMOTE_USERS = {"trainboard.backend.runners.ssh", "trainboard.backend.runners.ec2", "trainboard.backend.reap"}
 
 
 def backend_modules() -> list[str]:
-    found = ["backend"]
-    for info in pkgutil.walk_packages([str(BACKEND)], prefix="backend."):
+    found = ["trainboard.backend"]
+    for info in pkgutil.walk_packages([str(BACKEND)], prefix="trainboard.backend."):
         found.append(info.name)
     return sorted(found)
 
@@ -44,20 +44,26 @@ def loaded_after(code: str) -> set[str]:
     )
     assert result.returncode == 0, result.stderr
     names = json.loads(result.stderr.strip().splitlines()[-1])
-    return {name.split(".", 1)[0] for name in names}
+    return {package_of(name) for name in names}
+
+
+def package_of(module: str) -> str:
+    """The top-level package of ``module``; for trainboard's own, its subpackage (``trainboard.tui``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "trainboard" else parts[0]
 
 
 def test_discovery_finds_the_backend() -> None:
     # Guards the parametrized tests below against walking an empty or wrong folder.
-    for name in ("backend.session", "backend.config", "backend.tracking", "backend.runners.local"):
-        assert name in MODULES
+    for name in ("session", "config", "tracking", "runners.local"):
+        assert f"trainboard.backend.{name}" in MODULES
     assert len(MODULES) == len(list(BACKEND.rglob("*.py")))
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_backend_module_imports_without_ui_or_heavy_packages(module: str) -> None:
     loaded = loaded_after(f"import {module}")
-    assert "backend" in loaded  # the probe did import something
+    assert "trainboard.backend" in loaded  # the probe did import something
     assert loaded & UI == set(), f"importing {module} loads the UI: {sorted(loaded & UI)}"
     assert loaded & HEAVY == set(), f"importing {module} loads {sorted(loaded & HEAVY)}"
     if module not in REMOTE_USERS:
@@ -65,16 +71,16 @@ def test_backend_module_imports_without_ui_or_heavy_packages(module: str) -> Non
 
 
 def test_session_and_tracking_import_without_mlflow() -> None:
-    loaded = loaded_after("import backend.session, backend.tracking")
+    loaded = loaded_after("import trainboard.backend.session, trainboard.backend.tracking")
     assert "mlflow" not in loaded
     assert {"pydantic", "yaml"} <= loaded  # the probe saw real imports
 
 
 def _imported_by_help(args: list[str]) -> set[str]:
-    """Every top-level package that `python -m tui.cli ARGS` imports, from -X importtime."""
+    """Every top-level package that `python -m trainboard.tui.cli ARGS` imports, from -X importtime."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "tui.cli", *args],
+        [sys.executable, "-X", "importtime", "-m", "trainboard.tui.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -84,7 +90,7 @@ def _imported_by_help(args: list[str]) -> set[str]:
         if line.startswith("import time:") and "|" in line:
             name = line.rsplit("|", 1)[1].strip()
             if name != "imported package":
-                names.add(name.split(".", 1)[0])
+                names.add(package_of(name))
     return names
 
 
@@ -100,13 +106,13 @@ def test_cli_help_loads_no_heavy_package(args: list[str]) -> None:
 
 def test_cli_main_help_in_process_loads_no_heavy_package() -> None:
     code = (
-        "from tui.cli import main\n"
+        "from trainboard.tui.cli import main\n"
         "try:\n    main(['--help'])\n"
         "except SystemExit as stop:\n    assert stop.code == 0\n"
         "else:\n    raise AssertionError('--help did not exit')"
     )
     loaded = loaded_after(code)
-    assert "tui" in loaded
+    assert "trainboard.tui" in loaded
     assert loaded & (HEAVY | REMOTE) == set(), sorted(loaded & (HEAVY | REMOTE))
 
 
@@ -133,7 +139,7 @@ def test_no_backend_source_imports_the_ui() -> None:
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path))
         for line, module in _imports(tree):
-            if module.split(".", 1)[0] in UI:
+            if package_of(module) in UI:
                 offending.append(f"{path.relative_to(ROOT)}:{line}: {module}")
     assert offending == []
 
@@ -141,7 +147,7 @@ def test_no_backend_source_imports_the_ui() -> None:
 def test_the_ast_check_sees_imports_inside_functions() -> None:
     # The check above reads function bodies too, where a lazy UI import would hide.
     tree = ast.parse(
-        "def f():\n    from tui.app import make_app\n    import textual.app\n"
+        "def f():\n    from trainboard.tui.app import make_app\n    import textual.app\n"
         "    importlib.import_module('textual')\n"
     )
-    assert [m for _, m in _imports(tree)] == ["tui.app", "textual.app", "textual"]
+    assert [m for _, m in _imports(tree)] == ["trainboard.tui.app", "textual.app", "textual"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from backend.exitcodes import ExitCode
+from trainboard.backend.exitcodes import ExitCode
+
 from tests.conftest import run_cli
 
 

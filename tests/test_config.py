@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from trainboard.backend.config import ConfigError, Gate, MetricSpec, RunConfig, load_config
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.config import ConfigError, Gate, MetricSpec, RunConfig, load_config
-from backend.exitcodes import ExitCode
 from tests.conftest import ROOT, run_cli
 
 SAMPLE = ROOT / "sample_params.yaml"

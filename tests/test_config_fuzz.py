@@ -28,9 +28,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trainboard.backend.config import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, ConfigError, load_config
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.config import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, ConfigError, load_config
-from backend.exitcodes import ExitCode
 from tests.conftest import run_cli
 from tests.test_config import GOOD
 

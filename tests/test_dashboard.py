@@ -18,20 +18,20 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Log, Static, TabbedContent
+from trainboard.backend import events as ev
+from trainboard.backend.config import load_config
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.backend.store import RunStore
+from trainboard.tui.app import TrainboardApp, make_app
+from trainboard.tui.runs_app import make_runs_app
+from trainboard.tui.screens.help import HelpScreen
+from trainboard.tui.screens.quit import QuitScreen
+from trainboard.tui.screens.run_detail import RunDetailScreen
+from trainboard.tui.screens.runs import RunsScreen
+from trainboard.tui.widgets import ComparisonTable, FailurePanel, MetricsPanel, MetricsPlot, RunnerPanel
 
-from backend import events as ev
-from backend.config import load_config
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from backend.store import RunStore
 from tests.pilot_support import wait_for_end, wait_until
-from tui.app import TrainboardApp, make_app
-from tui.runs_app import make_runs_app
-from tui.screens.help import HelpScreen
-from tui.screens.quit import QuitScreen
-from tui.screens.run_detail import RunDetailScreen
-from tui.screens.runs import RunsScreen
-from tui.widgets import ComparisonTable, FailurePanel, MetricsPanel, MetricsPlot, RunnerPanel
 
 ROOMY = (120, 50)  # tall enough for the plot and a line per runner field
 SMALL = (80, 24)

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from trainboard.backend import dvc
+from trainboard.backend.runners import JobSpec
+from trainboard.backend.runners.local import LocalRunner
 
-from backend import dvc
-from backend.runners import JobSpec
-from backend.runners.local import LocalRunner
 from tests import aws_support
 from tests.conftest import ROOT, git
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.exitcodes import ExitCode
 from tests.conftest import ROOT, git, run_cli
 
 CONFIG = {

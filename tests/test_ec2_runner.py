@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from backend import events as ev
-from backend.config import Ec2RunnerConfig
-from backend.runners import JobSpec, PreflightError, RunnerError
-from backend.runners.ec2 import (
+from trainboard.backend import events as ev
+from trainboard.backend.config import Ec2RunnerConfig
+from trainboard.backend.runners import JobSpec, PreflightError, RunnerError
+from trainboard.backend.runners.ec2 import (
     KEY_FILE,
     RESOURCES_FILE,
     SSH_ADDRESS_ENV,
@@ -35,6 +34,7 @@ from backend.runners.ec2 import (
     Ec2Runner,
     watchdog_script,
 )
+
 from tests import aws_support
 from tests.aws_support import Aws, BootEmulator, Fault, ImdsServer, run_resources, sequential_round_trips, throttling
 from tests.sshd_support import free_port
@@ -153,7 +153,7 @@ class CheckIp:
 async def test_provision_run_a_job_and_teardown_leaves_nothing(harness: Any, aws: Aws, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     checkip = CheckIp("203.0.113.7\n")
-    monkeypatch.setattr("backend.runners.ec2.CHECKIP_URL", checkip.url)
+    monkeypatch.setattr("trainboard.backend.runners.ec2.CHECKIP_URL", checkip.url)
     h = harness(ssh_cidr="auto", disk_gb=40, max_duration_minutes=60, owner="")
     h.emulate()
     aws.proxy.latency = 0.05
@@ -338,7 +338,7 @@ async def test_missing_permissions_are_a_preflight_error_and_nothing_is_created(
 
 async def test_ssh_cidr_auto_without_an_answer_says_to_set_it(harness: Any, aws: Aws,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("backend.runners.ec2.CHECKIP_URL", f"http://127.0.0.1:{free_port()}/")
+    monkeypatch.setattr("trainboard.backend.runners.ec2.CHECKIP_URL", f"http://127.0.0.1:{free_port()}/")
     h = harness(ssh_cidr="auto")
     with pytest.raises(PreflightError, match="set runner.ssh_cidr"):
         await h.runner.provision()

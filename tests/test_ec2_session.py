@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.runners.ec2 import SSH_ADDRESS_ENV, TAG_RUN
 
-from backend.exitcodes import ExitCode
-from backend.runners.ec2 import SSH_ADDRESS_ENV, TAG_RUN
 from tests import aws_support
 from tests.aws_support import Aws, BootEmulator, ImdsServer, run_resources
 from tests.conftest import ROOT, git
@@ -55,7 +55,7 @@ class Cli:
         env["PYTHONPATH"] = str(ROOT)
         args = [a for o in overrides for a in ("--set", o)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui", *args], cwd=repo, env=env,
+            [sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui", *args], cwd=repo, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
         self.lines: list[str] = []

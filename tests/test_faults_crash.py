@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from trainboard.backend import events as ev
+from trainboard.backend.exitcodes import ExitCode
 
-from backend import events as ev
-from backend.exitcodes import ExitCode
 from tests.conftest import ROOT, git, run_acting_at
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 from tests.test_remote_session import records, remote_jobs, ssh_repo  # noqa: F401  (fixture)
@@ -24,7 +24,7 @@ from tests.test_tmux_e2e import terminal  # noqa: F401  (fixture)
 def test_a_crash_outside_any_run_exits_3_with_one_line_and_the_traceback_in_a_file(tmp_path: Path) -> None:
     """The entry point's last line of defence: an exception nothing expected (here raised in
     place of the command) is exit 3, one line on stderr, and the masked traceback in a file."""
-    code = ("import os, tui.cli as c\n"
+    code = ("import os, trainboard.tui.cli as c\n"
             "def boom(argv=None):\n"
             "    raise RuntimeError('disk on fire; token ' + os.environ['GH_TOKEN'])\n"
             "c.main = boom\n"
@@ -62,8 +62,8 @@ def _failing_after(session, marker: str, failure: BaseException):
 
 
 async def test_an_unexpected_exception_mid_run_is_exit_3_and_teardown_still_runs(repo: Path) -> None:
-    from backend.config import load_config
-    from backend.session import Session
+    from trainboard.backend.config import load_config
+    from trainboard.backend.session import Session
 
     session = Session(load_config(repo / "tb.yaml", ["params.sleep=30", "params.epochs=2"]), root=repo)
     outcome, armed = await run_acting_at(session, "epoch 1", _failing_after(session, "epoch 1",
@@ -83,8 +83,8 @@ async def test_an_unexpected_exception_mid_run_is_exit_3_and_teardown_still_runs
 
 
 async def test_a_view_that_raises_cannot_stop_teardown_or_turn_the_run_into_a_pass(repo: Path) -> None:
-    from backend.config import load_config
-    from backend.session import Session
+    from trainboard.backend.config import load_config
+    from trainboard.backend.session import Session
 
     session = Session(load_config(repo / "tb.yaml", ["params.epochs=2"]), root=repo)
     seen: list[ev.Event] = []
@@ -112,7 +112,7 @@ def test_the_run_folder_filling_up_mid_run_still_tears_down_and_records_the_end(
     runs.mkdir(parents=True, exist_ok=True)
     kept = tmp_path / "kept"
     command = f"{sys.executable} job.py; sleep 120"
-    run = shlex.join([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui",
+    run = shlex.join([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui",
                       "--set", "params.lines=300000", "--set", "params.epochs=1", "--set", f"job.command={command}"])
     script = (f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(str(runs))} || exit 99\n"
               f"{run}\nrc=$?\ncp -r {shlex.quote(str(runs))} {shlex.quote(str(kept))}\nexit $rc\n")
@@ -138,7 +138,7 @@ def test_a_config_the_parser_chokes_on_is_never_exit_0(tiny_repo: Path, text: st
     (tiny_repo / "bad.yaml").write_text(text)
     git(tiny_repo, "add", "bad.yaml")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "run", "bad.yaml", "--no-tui"], cwd=tiny_repo,
+    proc = subprocess.run([sys.executable, "-m", "trainboard.tui.cli", "run", "bad.yaml", "--no-tui"], cwd=tiny_repo,
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode in (ExitCode.CONFIG_ERROR, ExitCode.INFRA_ERROR), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -163,7 +163,7 @@ def test_a_dashboard_that_crashes_mid_run_exits_3_and_the_run_is_torn_down(tiny_
 def test_a_reader_that_leaves_early_is_no_crash(tmp_path: Path) -> None:
     """`trainboard runs --json | head -1`: the pipe closes under a long output. That is the
     shell's SIGPIPE status (141), with no crash report and nothing saved."""
-    code = ("import tui.cli as c\n"
+    code = ("import trainboard.tui.cli as c\n"
             "def lots(argv=None):\n"
             "    for _ in range(200000):\n"
             "        print('x' * 50)\n"

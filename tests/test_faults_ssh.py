@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 import yaml
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.exitcodes import ExitCode
 from tests.conftest import ROOT, git, make_tiny_repo, run_cli
 from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts, sshd  # noqa: F401  (the module's sshd)
 
@@ -200,7 +200,8 @@ def run_case(case: Case, base: Path, sshd: Sshd, mlflow_db: Path, http_url: str)
     started = time.monotonic()
     out_path, err_path = base / "stdout", base / "stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui"], cwd=case.repo,
+        proc = subprocess.Popen([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui"],
+                                cwd=case.repo,
                                 stdout=out, stderr=err, env=cli_env())
     try:
         wait_for_epoch(case, 2, proc)
@@ -241,7 +242,7 @@ def group_alive(pgid: int) -> bool:
 @pytest.fixture(scope="module")
 def http_store(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -> Iterator[str]:
     """A tracking server both sides reach (MLflow's own app on SQLite), standing in for a team's."""
-    from backend.mlflow_server import LocalTrackingServer
+    from trainboard.backend.mlflow_server import LocalTrackingServer
 
     folder = tmp_path_factory.mktemp("http-store")
     shutil.copy(empty_mlflow_db, folder / "mlflow.db")
@@ -413,7 +414,7 @@ def here() -> Iterator[int]:
 
 
 def direct_runner(server: Sshd, tmp_path: Path) -> Any:
-    from backend.runners.ssh import SshRunner, SshTarget
+    from trainboard.backend.runners.ssh import SshRunner, SshTarget
 
     (tmp_path / "ssh_config").touch()
     target = SshTarget(host="127.0.0.1", port=server.port, user=server.user, client_keys=[str(server.client_key)],
@@ -425,7 +426,7 @@ async def test_the_relay_waits_for_a_forward_and_tells_what_it_gave_up(sshd: Ssh
                                                                        here: int) -> None:
     import shlex
 
-    from backend.runners.ssh import SshRunner
+    from trainboard.backend.runners.ssh import SshRunner
 
     runner: SshRunner = direct_runner(sshd, tmp_path)
     runner.relay_wait = 0.5
@@ -471,8 +472,9 @@ def free_tcp_port() -> int:
 
 async def test_a_host_that_refuses_forwarding_is_an_error_with_the_fix_not_a_traceback(
         tmp_path: Path, here: int) -> None:
-    from backend.runners import RunnerError
-    from backend.runners.ssh import SshRunner
+    from trainboard.backend.runners import RunnerError
+    from trainboard.backend.runners.ssh import SshRunner
+
     from tests.sshd_support import start_sshd
 
     server = start_sshd(tmp_path / "sshd", options=["AllowTcpForwarding no"])

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import git, make_tiny_repo, run_acting_at, run_cli
 from test_tracking_faults import TrackingServer
-
-from backend import gitbaseline as gb
-from backend.config import load_config
-from backend.exitcodes import ExitCode
-from backend.publish import base_branch_blocker
-from backend.session import Session
-from backend.tracking import BRANCH_TAG, COMMIT_TAG, RUN_TAG
+from trainboard.backend import gitbaseline as gb
+from trainboard.backend.config import load_config
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.publish import base_branch_blocker
+from trainboard.backend.session import Session
+from trainboard.backend.tracking import BRANCH_TAG, COMMIT_TAG, RUN_TAG
 
 # The module fixture's runs build on one another: the tests that use it stay on one pytest-xdist worker.
 on_history = pytest.mark.xdist_group("git_baseline")

@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-
-from backend import gitpush
-from backend.github import (
+from trainboard.backend import gitpush
+from trainboard.backend.github import (
     BODY_LIMIT,
     GithubSettings,
     PublishError,
@@ -25,8 +24,9 @@ from backend.github import (
     publish_run,
     resolve_repo,
 )
-from backend.redact import Redactor
-from backend.report import ReportInput, render
+from trainboard.backend.redact import Redactor
+from trainboard.backend.report import ReportInput, render
+
 from tests.conftest import git, make_tiny_repo
 from tests.github_fake import FakeGitHub
 

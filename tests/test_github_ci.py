@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from backend.compare import Comparison, ComparisonRow
-from backend.exitcodes import ExitCode
-from backend.github import (
+from trainboard.backend.compare import Comparison, ComparisonRow
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.github import (
     ACTIONS_BOT,
     STATUS_DESCRIPTION_LIMIT,
     PublishError,
@@ -24,6 +23,7 @@ from backend.github import (
     marker,
     resolve_api_url,
 )
+
 from tests.conftest import git, run_cli
 from tests.github_fake import FakeGitHub, deny_force_push
 from tests.test_github import OUTPUTS_BRANCH, SOURCE, TOKEN, World, make_world
@@ -99,7 +99,7 @@ def test_the_gate_is_a_commit_status_per_gated_metric_failure_then_success(world
 
 
 def test_status_contexts_and_states_for_named_configs_crashes_and_long_reasons() -> None:
-    from backend.github import RunInfo
+    from trainboard.backend.github import RunInfo
 
     base = RunInfo("r1", "b", "0" * 40, name="intents minilm")
     long_reason = replace(comparison(0.5), rows=(replace(comparison(0.5).rows[0], reason="x" * 500),))
@@ -191,7 +191,7 @@ def test_a_locked_conversation_is_said_and_nothing_is_pushed(world: World) -> No
 
 def test_enterprise_api_url_is_inferred_from_the_remote_and_a_wrong_one_is_not_blamed_on_the_token(
         world: World) -> None:
-    from backend.github import GithubSettings
+    from trainboard.backend.github import GithubSettings
 
     for url, api in (("https://ghe.example.com/octo/models.git", "https://ghe.example.com/api/v3"),
                      ("git@ghe.example.com:octo/models.git", "https://ghe.example.com/api/v3"),
@@ -337,7 +337,7 @@ def test_a_fork_pull_request_run_is_read_only_exits_with_the_gate_and_the_publis
 
 
 def test_which_pull_request_runs_are_read_only(tmp_path: Path) -> None:
-    from backend.github import read_only_reason
+    from trainboard.backend.github import read_only_reason
 
     base = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_TOKEN": ACTIONS_TOKEN}
     fork = str(pr_event(tmp_path, 3, "someone/models"))
@@ -371,7 +371,7 @@ def test_in_a_pull_requests_ci_the_status_goes_on_its_head_and_a_missing_statuse
 
 def test_pr_results_takes_the_pull_request_from_the_event_and_trusts_nothing_in_the_artifact(
         world: World, tmp_path: Path) -> None:
-    from backend.github_results import publish_results
+    from trainboard.backend.github_results import publish_results
 
     fake = world.fake
     fake.add_token(ACTIONS_TOKEN, actions=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.exitcodes import ExitCode
 from tests.conftest import git, run_cli
 
 WORKFLOWS = Path(".github") / "workflows"

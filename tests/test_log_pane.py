@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from trainboard.backend.config import load_config
+from trainboard.backend.session import Session
+from trainboard.tui.app import TrainboardApp, make_app
+from trainboard.tui.screens.log_view import FullLogScreen
+from trainboard.tui.widgets import LogPane
+from trainboard.tui.widgets.log_file import CACHE_LINES, LogFileView
+from trainboard.tui.widgets.log_index import ERROR_PATTERN, LineIndex, LineScan
+from trainboard.tui.widgets.log_search import SearchPrompt, search_pattern
 
-from backend.config import load_config
-from backend.session import Session
 from tests.pilot_support import wait_for_end, wait_until
-from tui.app import TrainboardApp, make_app
-from tui.screens.log_view import FullLogScreen
-from tui.widgets import LogPane
-from tui.widgets.log_file import CACHE_LINES, LogFileView
-from tui.widgets.log_index import ERROR_PATTERN, LineIndex, LineScan
-from tui.widgets.log_search import SearchPrompt, search_pattern
 
 SIZE = (120, 40)
 

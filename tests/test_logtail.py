@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from backend.logtail import MAX_PARTIAL, LineSplitter
-from backend.runners import JobHandle, JobSpec
-from backend.runners.local import LocalRunner, read_exit_code
+from trainboard.backend.logtail import MAX_PARTIAL, LineSplitter
+from trainboard.backend.runners import JobHandle, JobSpec
+from trainboard.backend.runners.local import LocalRunner, read_exit_code
 
 # Complete lines, an empty one, CRLF, a progress bar's \r redraws, multibyte UTF-8
 # (2-, 3- and 4-byte characters), and an unterminated last line.

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from backend.redact import MASK, Redactor
+from trainboard.backend.redact import MASK, Redactor
 
 AWS_ID = "AKIA" + "ABCDEFGHIJKLMNOP"
 GH_CLASSIC = "ghp_" + "a1B2" * 9
@@ -57,7 +56,7 @@ def _shown(secret: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("shape", list(_shown(SECRET)))
 def test_encoded_forms_of_a_known_secret_are_masked(shape: str) -> None:
-    from backend.redact import encoded_forms
+    from trainboard.backend.redact import encoded_forms
 
     text = f"before {_shown(SECRET)[shape]} after"
     masked = Redactor([SECRET])(text)
@@ -88,7 +87,7 @@ RAW = {
 
 
 def test_mask_config_masks_job_env_and_secret_named_keys_only() -> None:
-    from backend.redact import mask_config
+    from trainboard.backend.redact import mask_config
 
     masked = mask_config(RAW)
     assert masked["job"]["env"] == {"API_TOKEN": MASK, "EPOCHS": MASK, "FLAG": True}
@@ -98,7 +97,7 @@ def test_mask_config_masks_job_env_and_secret_named_keys_only() -> None:
 
 
 def test_unmask_config_fills_what_its_sources_know() -> None:
-    from backend.redact import mask_config, unmask_config
+    from trainboard.backend.redact import mask_config, unmask_config
 
     masked = mask_config(RAW)
     file_now = {"job": {"env": {"API_TOKEN": "tok-abcdef123456"}}, "params": {"hf_token": "hf_abcdefgh"}}
@@ -108,7 +107,7 @@ def test_unmask_config_fills_what_its_sources_know() -> None:
 
 
 def test_overrides_of_secrets_are_masked() -> None:
-    from backend.redact import mask_overrides
+    from trainboard.backend.redact import mask_overrides
 
     assert mask_overrides(["params.lr=0.1", "job.env.X=abc", "params.hf_token=t", "params.tokenizer=b"]) == [
         "params.lr=0.1", f"job.env.X={MASK}", f"params.hf_token={MASK}", "params.tokenizer=b"]
@@ -122,8 +121,7 @@ def test_the_run_redactor_knows_the_configs_secrets() -> None:
 
 def test_a_config_file_copy_keeps_no_secret() -> None:
     import yaml
-
-    from backend.redact import masked_config_file
+    from trainboard.backend.redact import masked_config_file
 
     text = yaml.safe_dump(RAW) + "# comment\n"
     copy = masked_config_file(text)
@@ -136,7 +134,7 @@ def test_a_config_file_copy_keeps_no_secret() -> None:
 def test_a_record_is_written_masked(tmp_path) -> None:
     import json
 
-    from backend.store import RunStore
+    from trainboard.backend.store import RunStore
 
     store = RunStore(tmp_path)
     redact = Redactor.for_config(RAW, {})

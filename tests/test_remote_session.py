@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.exitcodes import ExitCode
 from tests.conftest import git, interrupt_run, run_acting_at, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 
@@ -109,10 +109,10 @@ async def test_detach_and_attach_on_the_ssh_runner_with_a_shared_tracking_server
     """With a tracking server both sides reach, a remote job can be left and come back to."""
     import asyncio
 
-    from backend import events as ev
-    from backend.config import load_config
-    from backend.mlflow_server import LocalTrackingServer
-    from backend.session import Session
+    from trainboard.backend import events as ev
+    from trainboard.backend.config import load_config
+    from trainboard.backend.mlflow_server import LocalTrackingServer
+    from trainboard.backend.session import Session
 
     server = LocalTrackingServer(f"sqlite:///{ssh_repo / '.trainboard' / 'mlflow.db'}", ssh_repo / "artifacts")
     await server.start()  # MLflow's own tracking app, standing in for a team's server
@@ -139,8 +139,8 @@ async def test_detach_and_attach_on_the_ssh_runner_with_a_shared_tracking_server
 
 async def test_a_forwarded_tracking_store_cannot_be_detached_and_says_why(ssh_repo: Path) -> None:
 
-    from backend.config import load_config
-    from backend.session import Session
+    from trainboard.backend.config import load_config
+    from trainboard.backend.session import Session
 
     session = Session(load_config(ssh_repo / "tb.yaml", ["params.sleep=0.5", "params.epochs=2"]), root=ssh_repo)
     outcome, answers = await run_acting_at(session, "epoch 1", lambda: (session.detach(), session.detach_blocker))

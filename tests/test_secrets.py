@@ -16,8 +16,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
+from trainboard.backend.exitcodes import ExitCode
 
-from backend.exitcodes import ExitCode
 from tests.conftest import git, run_acting_at, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 
@@ -135,7 +135,7 @@ def ssh_secrets_repo(repo: Path, sshd: Sshd, tmp_path: Path) -> Path:  # noqa: F
 
 async def test_an_ssh_run_keeps_secrets_in_a_0600_file_gone_at_teardown(ssh_secrets_repo: Path,
                                                                         tmp_path: Path) -> None:
-    from backend.mlflow_server import LocalTrackingServer
+    from trainboard.backend.mlflow_server import LocalTrackingServer
 
     repo = ssh_secrets_repo
     # A tracking server both sides reach: this machine's MLflow credentials go to the job.
@@ -163,9 +163,9 @@ async def test_an_ssh_run_keeps_secrets_in_a_0600_file_gone_at_teardown(ssh_secr
 async def test_attach_masks_the_jobs_secrets_with_the_config_file_gone(repo: Path) -> None:
     """The record has them masked and the config file is gone: the running job's own
     environment tells the attached session what to mask."""
-    from backend import events as ev
-    from backend.config import load_config
-    from backend.session import Session
+    from trainboard.backend import events as ev
+    from trainboard.backend.config import load_config
+    from trainboard.backend.session import Session
 
     config = secrets_config(repo, ["API_TOKEN"])
     config["params"].update(sleep=1.0, epochs=2)

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from trainboard.backend import events as ev
+from trainboard.backend.config import load_config
+from trainboard.backend.events import Stage, StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.backend.store import RunStore
+from trainboard.backend.tracking import Tracking
 
-from backend import events as ev
-from backend.config import load_config
-from backend.events import Stage, StageState
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from backend.store import RunStore
-from backend.tracking import Tracking
 from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_acting_at, run_cli
 
 
@@ -176,7 +176,7 @@ def test_poll_cost_is_one_point_per_key_whatever_the_history(tiny_repo: Path) ->
     tracking.client.log_metric(run_id, "f1", 0.5, step=1)
     latest = tracking.latest(run_id)
     assert sorted((p.key, p.step) for p in latest) == [("f1", 1), ("loss", 899)]
-    from backend.tracking import MetricCursor
+    from trainboard.backend.tracking import MetricCursor
 
     cursor = MetricCursor()
     assert len(cursor.newer(latest)) == 2

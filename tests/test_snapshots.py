@@ -34,12 +34,11 @@ from snapshot_support import (
     until_step,
 )
 from textual.pilot import Pilot
-
-from backend.events import Stage
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from backend.store import RunStore
-from tui.app import make_app
+from trainboard.backend.events import Stage
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.backend.store import RunStore
+from trainboard.tui.app import make_app
 
 # Its module fixture runs the whole set once: keep these tests on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("snapshots")

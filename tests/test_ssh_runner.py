@@ -16,12 +16,12 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from trainboard.backend import events as ev
+from trainboard.backend.config import SshRunnerConfig
+from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
+from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
+from trainboard.backend.runners.ssh import HostKeyError, SshRunner, SshTarget
 
-from backend import events as ev
-from backend.config import SshRunnerConfig
-from backend.logtail import CHUNK_SIZE, LineSplitter
-from backend.runners import JobHandle, JobSpec, RunnerError
-from backend.runners.ssh import HostKeyError, SshRunner, SshTarget
 from tests import sshd_support
 from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts
 

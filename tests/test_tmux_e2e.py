@@ -75,7 +75,7 @@ def terminal(tmp_path: Path) -> Iterator[Callable[..., Terminal]]:
     assert shutil.which("tmux"), "tmux is not installed: these tests need it (apt-get install tmux)"
     started: list[Terminal] = []
 
-    def start(repo: Path, args: list[str], module: str = "tui.cli") -> Terminal:
+    def start(repo: Path, args: list[str], module: str = "trainboard.tui.cli") -> Terminal:
         term = Terminal(tmp_path / "tmux.sock", f"tb-{uuid.uuid4().hex[:8]}", tmp_path / f"rc-{len(started)}")
         command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", module, *args])
         shell = f"cd {shlex.quote(str(repo))} && {command}; echo $? > {shlex.quote(str(term.rc_file))}"

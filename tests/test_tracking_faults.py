@@ -1,6 +1,6 @@
 """MLflow faults, against a real MLflow HTTP tracking server on 127.0.0.1.
 
-The server is MLflow's own tracking app (served by ``backend.mlflow_server``) in a
+The server is MLflow's own tracking app (served by ``trainboard.backend.mlflow_server``) in a
 process of its own, on the SQLite store of the test's repository: the tests kill it
 and start it again on the same port, freeze it (SIGSTOP: connections are accepted,
 nothing answers), or point trainboard at a port where nothing serves.
@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.tracking import JOB_HTTP_DEFAULTS, REQUEST_TIMEOUT, job_http_env, limit_http_client
 
-from backend.exitcodes import ExitCode
-from backend.tracking import JOB_HTTP_DEFAULTS, REQUEST_TIMEOUT, job_http_env, limit_http_client
 from tests.conftest import ROOT
 
 POLL_INTERVAL = 0.5
@@ -34,7 +34,7 @@ SERVE = textwrap.dedent(
     """
     import asyncio, sys, time
     from pathlib import Path
-    from backend.mlflow_server import LocalTrackingServer
+    from trainboard.backend.mlflow_server import LocalTrackingServer
 
     server = LocalTrackingServer(sys.argv[1], Path(sys.argv[2]), port=int(sys.argv[3]))
     asyncio.run(server.start())
@@ -148,7 +148,8 @@ class Trainboard:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("GITHUB_ACTIONS", None)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "tb.yaml", "--no-tui"], cwd=repo,
+        self.proc = subprocess.Popen([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui"],
+                                     cwd=repo,
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[tuple[float, str]] = []
         self.exited_at: float | None = None
@@ -318,7 +319,7 @@ def test_a_call_left_hanging_never_holds_the_process_at_exit() -> None:
     script = textwrap.dedent(
         """
         import asyncio, time
-        from backend.tracking import in_thread
+        from trainboard.backend.tracking import in_thread
 
         async def main():
             try:

@@ -1,12 +1,12 @@
 """`trainboard run`: the Textual dashboard.
 
-The app is a view of one :class:`~backend.session.Session`. It runs
+The app is a view of one :class:`~trainboard.backend.session.Session`. It runs
 ``session.run()`` in a worker on its own event loop, subscribes to the
 session's events with a plain callback and sends back two commands, cancel and
 detach. It holds no run logic.
 
 Every action has a key, an entry in the command palette (``palette_commands``,
-listed by :class:`tui.commands.TrainboardCommands`) and, for the pull request,
+listed by :class:`trainboard.tui.commands.TrainboardCommands`) and, for the pull request,
 a button; all three run the same ``action_*`` method.
 
 Data flow: the callback only appends (log lines to the log pane's buffer,
@@ -30,14 +30,13 @@ from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.widgets import Button, Footer
 from textual.worker import Worker, WorkerState
-
-from backend import events as ev
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from tui.commands import PaletteCommand, TrainboardCommands
-from tui.firstframe import record_first_frame
-from tui.screens.quit import DETACH, STOP, QuitScreen
-from tui.widgets import (
+from trainboard.backend import events as ev
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.tui.commands import PaletteCommand, TrainboardCommands
+from trainboard.tui.firstframe import record_first_frame
+from trainboard.tui.screens.quit import DETACH, STOP, QuitScreen
+from trainboard.tui.widgets import (
     ComparisonTable,
     ConfirmScreen,
     EventPanel,
@@ -50,9 +49,9 @@ from tui.widgets import (
     StageList,
     StatusLine,
 )
-from tui.widgets.log_index import LogFiles
-from tui.widgets.marks import FAILED_STATUSES
-from tui.widgets.status import short_path
+from trainboard.tui.widgets.log_index import LogFiles
+from trainboard.tui.widgets.marks import FAILED_STATUSES
+from trainboard.tui.widgets.status import short_path
 
 TICK_SECONDS = 1 / 15
 # Signals that stop the run cleanly: teardown runs, then the app exits.
@@ -165,7 +164,7 @@ class TrainboardApp(App[int]):
         """Textual's hook for an exception nothing in the app caught (a bug): the traceback,
         masked, goes to the run's folder before Textual exits; the CLI then says exit 3.
         (A private hook of Textual's: tests/test_faults_crash.py fails if it stops being called.)"""
-        from backend.crash import TRACEBACK_FILE, save_traceback
+        from trainboard.backend.crash import TRACEBACK_FILE, save_traceback
 
         self.session.cancel("the dashboard failed", failed=True)  # before Textual cancels the session's worker
         if self.session.run_dir.is_dir():
@@ -399,7 +398,7 @@ class TrainboardApp(App[int]):
 
     def action_toggle_log(self) -> None:
         """l: the whole log, scrolled from disk (l again comes back)."""
-        from tui.screens.log_view import FullLogScreen
+        from trainboard.tui.screens.log_view import FullLogScreen
 
         if not isinstance(self.screen, FullLogScreen):
             self.push_screen(FullLogScreen(self._log_files, self._log_pane.source or "job"))
@@ -408,13 +407,13 @@ class TrainboardApp(App[int]):
 
     def action_show_runs(self) -> None:
         """r: every recorded run, this one included."""
-        from tui.screens.runs import RunsScreen
+        from trainboard.tui.screens.runs import RunsScreen
 
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen(self.session.store))
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from trainboard.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -435,7 +434,7 @@ class TrainboardApp(App[int]):
         plot.invalidate()
 
     def palette_commands(self) -> list[PaletteCommand]:
-        """The command palette's entries (see tui.commands)."""
+        """The command palette's entries (see trainboard.tui.commands)."""
         pr = self.pull_request_blocker()
         detach = self.detach_blocker()
         return [

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backend.session import Session
-    from backend.store import RunRecord, RunStore
+    from trainboard.backend.session import Session
+    from trainboard.backend.store import RunRecord, RunStore
 
 EXIT_CODES_HELP = """exit codes:
   0   ok: the run finished and every gate passed
@@ -125,7 +125,7 @@ def entry() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code[0] = 141
     except BaseException as exc:  # the last line of defence: one line here, the traceback in a file
-        from backend.crash import report_crash
+        from trainboard.backend.crash import report_crash
 
         code[0] = report_crash(exc, _current_session)
     sys.exit(code[0])
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from backend.config import ConfigError, load_config
-    from backend.exitcodes import ExitCode
-    from backend.tracking import prefetch
+    from trainboard.backend.config import ConfigError, load_config
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.tracking import prefetch
 
     if args.no_tui:
         # mlflow takes ~2 s to import: start now, in a thread, while the config is read.
@@ -166,15 +166,15 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    from backend.session import Session
+    from trainboard.backend.session import Session
 
     return _show(Session(loaded), args.no_tui)
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from backend.exitcodes import ExitCode
-    from backend.session import Session
-    from backend.tracking import prefetch
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.session import Session
+    from trainboard.backend.tracking import prefetch
 
     store = _store()
     record = _resolve(store, args.run)
@@ -190,17 +190,17 @@ _current_session: Session | None = None  # the run a crash report belongs to
 
 def _show(session: Session, no_tui: bool) -> int:
     """Run ``session`` in the dashboard, or headless; its exit code."""
-    from backend.exitcodes import ExitCode
+    from trainboard.backend.exitcodes import ExitCode
 
     global _current_session
     _current_session = session
     if no_tui:
         import asyncio
 
-        from tui.headless import run_headless
+        from trainboard.tui.headless import run_headless
 
         return int(asyncio.run(run_headless(session)))
-    from tui.app import make_app
+    from trainboard.tui.app import make_app
 
     app = make_app(session)
     app.run()
@@ -230,8 +230,8 @@ def _resolve(store: RunStore, run: str | None) -> RunRecord | None:
 
 
 def _store() -> RunStore:
-    from backend.gitinfo import repo_root
-    from backend.store import RunStore
+    from trainboard.backend.gitinfo import repo_root
+    from trainboard.backend.store import RunStore
 
     return RunStore(repo_root(Path.cwd()) / ".trainboard")
 
@@ -239,7 +239,7 @@ def _store() -> RunStore:
 def _runs(args: argparse.Namespace) -> int:
     store = _store()
     if not (args.json or args.no_tui) and sys.stdout.isatty() and sys.stdin.isatty():
-        from tui.runs_app import make_runs_app
+        from trainboard.tui.runs_app import make_runs_app
 
         app = make_runs_app(store)
         app.run()
@@ -248,16 +248,15 @@ def _runs(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        from backend.redact import Redactor
-        from backend.store import masked_record
+        from trainboard.backend.redact import Redactor
+        from trainboard.backend.store import masked_record
 
         # Masked again here: records written before masking existed, or in another environment.
         redact = Redactor.from_env().data
         print(json.dumps([masked_record(r.data, redact) for r in records], indent=2, default=str))
         return 0
     from rich.console import Console
-
-    from tui.render import runs_table
+    from trainboard.tui.render import runs_table
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     if not records:
@@ -269,10 +268,9 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from backend.exitcodes import ExitCode
-    from backend.recompare import RecompareError, recompare
-    from tui.render import comparison_table, verdict_text
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.recompare import RecompareError, recompare
+    from trainboard.tui.render import comparison_table, verdict_text
 
     try:
         record = _store().resolve(args.run)
@@ -288,10 +286,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _pr_results(results: Path) -> int:
-    from backend.exitcodes import ExitCode
-    from backend.github import PublishError
-    from backend.github_results import publish_results
-    from backend.redact import Redactor
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.github import PublishError
+    from trainboard.backend.github_results import publish_results
+    from trainboard.backend.redact import Redactor
 
     try:
         result = publish_results(results, env=os.environ, redact=Redactor.from_env(os.environ, {}))
@@ -305,12 +303,12 @@ def _pr_results(results: Path) -> int:
 
 
 def _pr(args: argparse.Namespace) -> int:
-    from backend.compare import Comparison
-    from backend.exitcodes import ExitCode
-    from backend.github import PublishError, ReadOnlyToken, RunInfo
-    from backend.publish import publish
-    from backend.redact import Redactor
-    from tui.run_files import config_of
+    from trainboard.backend.compare import Comparison
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.github import PublishError, ReadOnlyToken, RunInfo
+    from trainboard.backend.publish import publish
+    from trainboard.backend.redact import Redactor
+    from trainboard.tui.run_files import config_of
 
     if args.results is not None:
         return _pr_results(args.results)
@@ -356,16 +354,16 @@ def _pr(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     import shlex
 
-    from backend.ci import InitError, WorkflowPlan, check_schedule, plan_install, write_workflows
-    from backend.exitcodes import ExitCode
-    from backend.gitinfo import repo_root
+    from trainboard.backend.ci import InitError, WorkflowPlan, check_schedule, plan_install, write_workflows
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.gitinfo import repo_root
 
     root = repo_root(Path.cwd())
     if not (root / args.config).is_file():
         print(f"error: --config {args.config}: no such file in {root}\n"
               "  fix: name the config CI should run, relative to the repository root", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    from backend.config import ConfigError, load_config
+    from trainboard.backend.config import ConfigError, load_config
 
     try:
         loaded = load_config(root / args.config)
@@ -410,7 +408,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _reap(args: argparse.Namespace) -> int:
-    from backend.reap import reap
+    from trainboard.backend.reap import reap
 
     return reap(_store().root, args.region, args.dry_run, print)
 

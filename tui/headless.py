@@ -14,13 +14,12 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
-
-from backend import ci
-from backend import events as ev
-from backend.events import StageState
-from backend.exitcodes import ExitCode
-from backend.session import Session
-from tui.render import clock, comparison_table, format_seconds, verdict_text
+from trainboard.backend import ci
+from trainboard.backend import events as ev
+from trainboard.backend.events import StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.tui.render import clock, comparison_table, format_seconds, verdict_text
 
 _MARK = {StageState.RUNNING: "…", StageState.DONE: "✓", StageState.FAILED: "✗", StageState.SKIPPED: "-"}
 

@@ -7,8 +7,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-
-from backend.compare import Comparison
+from trainboard.backend.compare import Comparison
 
 
 def comparison_table(comp: Comparison) -> Table:

@@ -1,7 +1,7 @@
 """What a past or running run left on disk, read for the runs screens.
 
 Everything comes from ``.trainboard/runs/<id>/``: ``record.json`` (through
-:class:`~backend.store.RunRecord`), the end of ``job.log``, the metric history
+:class:`~trainboard.backend.store.RunRecord`), the end of ``job.log``, the metric history
 in ``metrics.jsonl`` and the final comparison saved in the record.
 """
 
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.compare import Comparison
-from backend.config import RunConfig
-from backend.events import MetricPoint
-from backend.store import RunRecord
-from tui.render import format_seconds
-from tui.widgets.marks import LIVE_STATUSES
+from trainboard.backend.compare import Comparison
+from trainboard.backend.config import RunConfig
+from trainboard.backend.events import MetricPoint
+from trainboard.backend.store import RunRecord
+from trainboard.tui.render import format_seconds
+from trainboard.tui.widgets.marks import LIVE_STATUSES
 
 LOG_LINES = 2000  # how much of a run's log the runs screen shows
 
@@ -70,7 +70,7 @@ def config_of(record: RunRecord) -> RunConfig | None:
     The record keeps secrets masked; they are read back from the run's config file when it
     is still there (``trainboard pr`` masks them in what it publishes).
     """
-    from backend.store import recorded_config
+    from trainboard.backend.store import recorded_config
 
     try:
         return RunConfig.model_validate(recorded_config(record))
@@ -89,8 +89,8 @@ def log_path(record: RunRecord) -> Path | None:
 
 def log_tail(record: RunRecord, count: int = LOG_LINES) -> list[str]:
     """The last ``count`` lines of the run's log, read from the end, secrets masked."""
-    from backend.redact import Redactor
-    from backend.report import tail_lines
+    from trainboard.backend.redact import Redactor
+    from trainboard.backend.report import tail_lines
 
     path = log_path(record)
     if path is None:
@@ -100,7 +100,7 @@ def log_tail(record: RunRecord, count: int = LOG_LINES) -> list[str]:
 
 def metric_history(record: RunRecord) -> list[MetricPoint]:
     """Every point in the run's ``metrics.jsonl``; unreadable lines are skipped."""
-    from backend.session import read_metric_history
+    from trainboard.backend.session import read_metric_history
 
     return read_metric_history(record.path)
 

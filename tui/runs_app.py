@@ -7,8 +7,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
-
-from backend.store import RunStore
+from trainboard.backend.store import RunStore
 
 
 class RunsApp(App[int]):
@@ -24,12 +23,12 @@ class RunsApp(App[int]):
         self.store = store
 
     def get_default_screen(self) -> Screen[Any]:
-        from tui.screens.runs import RunsScreen
+        from trainboard.tui.screens.runs import RunsScreen
 
         return RunsScreen(self.store)
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from trainboard.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from backend import events as ev
+from trainboard.backend import events as ev
 
 
 class RunnerError(Exception):

@@ -54,13 +54,12 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     NoCredentialsError,
     NoRegionError,
 )
-
-from backend import events as ev
-from backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, PreflightError, RunnerError
+from trainboard.backend import events as ev
+from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, PreflightError, RunnerError
 
 if TYPE_CHECKING:
-    from backend.config import Ec2RunnerConfig
-    from backend.runners.ssh import SshRunner
+    from trainboard.backend.config import Ec2RunnerConfig
+    from trainboard.backend.runners.ssh import SshRunner
 
 T = TypeVar("T")
 
@@ -820,7 +819,7 @@ class Ec2Runner:
         return address, 22
 
     def _make_ssh(self, address: str) -> SshRunner:
-        from backend.runners.ssh import SshRunner, SshTarget
+        from trainboard.backend.runners.ssh import SshRunner, SshTarget
 
         cfg = self.config
         host, port = self._ssh_target_address(address)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
+from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
 
 
 def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_path: str | None = None) -> str:

@@ -42,10 +42,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
-
-from backend import events as ev
-from backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
-from backend.runners.local import job_script
+from trainboard.backend import events as ev
+from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
+from trainboard.backend.runners.local import job_script
 
 T = TypeVar("T")
 
@@ -259,7 +258,7 @@ class SshRunner:
 
     @classmethod
     def from_config(cls, cfg: Any, run_dir: Path, run_id: str) -> SshRunner:
-        """From a ``runner: {kind: ssh, ...}`` section (backend.config.SshRunnerConfig)."""
+        """From a ``runner: {kind: ssh, ...}`` section (trainboard.backend.config.SshRunnerConfig)."""
         target = SshTarget(
             host=cfg.host,
             port=cfg.port,
@@ -756,7 +755,7 @@ class SshRunner:
     async def _send_watchdog(self) -> None:
         if self._watchdog_sent or self.target.orphan_timeout <= 0:
             return
-        source = resources.files("backend.runners").joinpath(WATCHDOG_SOURCE).read_bytes()
+        source = resources.files("trainboard.backend.runners").joinpath(WATCHDOG_SOURCE).read_bytes()
         dest = shlex.quote(posixpath.join(self.run_folder, WATCHDOG_SOURCE))
         status, _, err = await self.execute(f"cat > {dest}.tmp && mv -f {dest}.tmp {dest}", input=source)
         if status != 0:
@@ -1076,7 +1075,7 @@ class SshRunner:
 
         A relay started again (after a reboot, say) listens on the port it had when that is free.
         """
-        source = resources.files("backend.runners").joinpath(RELAY_SOURCE).read_bytes()
+        source = resources.files("trainboard.backend.runners").joinpath(RELAY_SOURCE).read_bytes()
         q = shlex.quote
         script = (
             f"cd {q(self.run_folder)} || exit 97\n"

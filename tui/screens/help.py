@@ -1,7 +1,7 @@
 """The help screen (``?`` / F1): every key binding, grouped by where it works.
 
 Generated from the ``BINDINGS`` of the running app, of the trainboard widgets on
-its main screen and of every screen in ``tui.screens``, so it cannot go stale:
+its main screen and of every screen in ``trainboard.tui.screens``, so it cannot go stale:
 a binding added anywhere shows up here.
 """
 
@@ -12,6 +12,7 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
+import trainboard.tui.screens
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -20,8 +21,6 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-import tui.screens
-
 Group = tuple[str, list[tuple[str, str]]]  # title, (keys, description)
 
 
@@ -29,7 +28,7 @@ def own_bindings(cls: type[DOMNode]) -> list[Binding]:
     """The bindings a trainboard class adds itself and inherits from trainboard classes."""
     found: list[Binding] = []
     for klass in reversed(cls.__mro__):
-        if klass.__module__.startswith("tui.") and "BINDINGS" in vars(klass):
+        if klass.__module__.startswith("trainboard.tui.") and "BINDINGS" in vars(klass):
             found += Binding.make_bindings(vars(klass)["BINDINGS"])
     return found
 
@@ -59,10 +58,10 @@ def title_of(cls: type[DOMNode]) -> str:
 
 
 def screen_classes() -> list[type[Screen[Any]]]:
-    """Every screen defined in the tui.screens package (importing its modules), in
+    """Every screen defined in the trainboard.tui.screens package (importing its modules), in
     ``HELP_ORDER``; the help screen itself is left out (its subtitle says escape)."""
     found: dict[type[Screen[Any]], None] = {}
-    for info in pkgutil.iter_modules(tui.screens.__path__, "tui.screens."):
+    for info in pkgutil.iter_modules(trainboard.tui.screens.__path__, "trainboard.tui.screens."):
         module = importlib.import_module(info.name)
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, Screen) and value.__module__ == module.__name__:

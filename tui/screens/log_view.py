@@ -2,7 +2,7 @@
 
 The live pane keeps the last few thousand lines; this screen scrolls the
 whole file, however long, holding only its line offsets and the lines in view
-(see :mod:`tui.widgets.log_file`). Search, error jumps and follow/pause work
+(see :mod:`trainboard.tui.widgets.log_file`). Search, error jumps and follow/pause work
 as in the pane.
 """
 
@@ -12,9 +12,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
-
-from tui.widgets.log_file import LogFileView
-from tui.widgets.log_index import LogFiles
+from trainboard.tui.widgets.log_file import LogFileView
+from trainboard.tui.widgets.log_index import LogFiles
 
 
 class FullLogScreen(Screen[None]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tui.widgets.confirm import Answer, ConfirmScreen
+from trainboard.tui.widgets.confirm import Answer, ConfirmScreen
 
 DETACH, STOP, BACK = "detach", "stop", "back"
 

@@ -14,14 +14,13 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
-
-from backend.session import METRICS_FILE
-from backend.store import RunRecord
-from tui import run_files
-from tui.widgets.comparison import COLUMNS as COMPARISON_COLUMNS
-from tui.widgets.comparison import row_cells
-from tui.widgets.marks import STATUS_MARKS
-from tui.widgets.plot import draw_history, plotted_keys
+from trainboard.backend.session import METRICS_FILE
+from trainboard.backend.store import RunRecord
+from trainboard.tui import run_files
+from trainboard.tui.widgets.comparison import COLUMNS as COMPARISON_COLUMNS
+from trainboard.tui.widgets.comparison import row_cells
+from trainboard.tui.widgets.marks import STATUS_MARKS
+from trainboard.tui.widgets.plot import draw_history, plotted_keys
 
 HISTORY_ROWS = 200  # steps shown in the metric table (the plot has them all)
 

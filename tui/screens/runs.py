@@ -1,7 +1,7 @@
 """The runs screen: every run recorded under ``.trainboard/runs``, newest first.
 
 Opened by `trainboard runs` on a terminal, and with ``r`` from the run
-dashboard. Enter opens a run (:class:`~tui.screens.run_detail.RunDetailScreen`).
+dashboard. Enter opens a run (:class:`~trainboard.tui.screens.run_detail.RunDetailScreen`).
 The list is read again every few seconds, so running runs tick and new ones appear.
 """
 
@@ -14,10 +14,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-
-from backend.store import RunRecord, RunStore
-from tui import run_files
-from tui.widgets.marks import STATUS_MARKS, styled
+from trainboard.backend.store import RunRecord, RunStore
+from trainboard.tui import run_files
+from trainboard.tui.widgets.marks import STATUS_MARKS, styled
 
 RELOAD_SECONDS = 3.0
 COLUMNS = (
@@ -195,7 +194,7 @@ class RunsScreen(Screen[None]):
         self.action_open_run()
 
     def action_open_run(self) -> None:
-        from tui.screens.run_detail import RunDetailScreen
+        from trainboard.tui.screens.run_detail import RunDetailScreen
 
         record = self.selected()
         if record is not None:

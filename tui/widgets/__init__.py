@@ -6,17 +6,17 @@ app hands it session events with ``apply`` (state only, no UI work), then calls
 shows has changed. Bursts of events therefore cost one render per tick.
 """
 
-from tui.widgets.comparison import ComparisonTable
-from tui.widgets.confirm import Answer, ConfirmScreen
-from tui.widgets.failure import FailurePanel
-from tui.widgets.header import RunHeader
-from tui.widgets.log import LogPane
-from tui.widgets.metrics import MetricsPanel
-from tui.widgets.panel import EventPanel
-from tui.widgets.plot import MetricsPlot
-from tui.widgets.runner import RunnerPanel
-from tui.widgets.stages import StageList
-from tui.widgets.status import StatusLine
+from trainboard.tui.widgets.comparison import ComparisonTable
+from trainboard.tui.widgets.confirm import Answer, ConfirmScreen
+from trainboard.tui.widgets.failure import FailurePanel
+from trainboard.tui.widgets.header import RunHeader
+from trainboard.tui.widgets.log import LogPane
+from trainboard.tui.widgets.metrics import MetricsPanel
+from trainboard.tui.widgets.panel import EventPanel
+from trainboard.tui.widgets.plot import MetricsPlot
+from trainboard.tui.widgets.runner import RunnerPanel
+from trainboard.tui.widgets.stages import StageList
+from trainboard.tui.widgets.status import StatusLine
 
 __all__ = [
     "Answer",

@@ -6,11 +6,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.markup import escape
 from textual.widgets import DataTable
-
-from backend import events as ev
-from backend.compare import Comparison, ComparisonRow
-from backend.config import RunConfig
-from tui.widgets.marks import styled
+from trainboard.backend import events as ev
+from trainboard.backend.compare import Comparison, ComparisonRow
+from trainboard.backend.config import RunConfig
+from trainboard.tui.widgets.marks import styled
 
 COLUMNS = (
     ("metric", "Metric"),

@@ -1,7 +1,7 @@
 """A question in a modal screen: one button per answer, each with its key.
 
 ``ConfirmScreen`` dismisses with the chosen answer's value. The default answers
-are yes/no (``True``/``False``); :class:`tui.screens.quit.QuitScreen` asks
+are yes/no (``True``/``False``); :class:`trainboard.tui.screens.quit.QuitScreen` asks
 detach / stop / back with the same screen. Escape always picks the last answer,
 which is the safe one ("no", "back").
 """

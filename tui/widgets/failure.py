@@ -10,9 +10,8 @@ from pathlib import Path
 from textual.content import Content
 from textual.markup import escape
 from textual.widgets import Static
-
-from backend import events as ev
-from tui.widgets.marks import FAILED_STATUSES
+from trainboard.backend import events as ev
+from trainboard.tui.widgets.marks import FAILED_STATUSES
 
 TAIL_LINES = 10
 
@@ -61,7 +60,7 @@ class FailurePanel(Static):
         if self.status == self._shown:
             return
         self._shown = self.status
-        from backend.report import tail_lines
+        from trainboard.backend.report import tail_lines
 
         path = failure_log(self.run_dir)
         self.lines = self.redact(tail_lines(path, TAIL_LINES)) if path else []

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
-
-from backend import events as ev
-from backend.events import STAGES, StageState
-from tui.widgets.marks import STATUS_MARKS, clock
+from trainboard.backend import events as ev
+from trainboard.backend.events import STAGES, StageState
+from trainboard.tui.widgets.marks import STATUS_MARKS, clock
 
 
 class RunHeader(Static):

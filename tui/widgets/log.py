@@ -9,9 +9,8 @@ from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.strip import Strip
 from textual.widgets import Log
-
-from tui.widgets.log_nav import MATCH, Found, LogNavigator
-from tui.widgets.log_search import ERROR_PATTERN
+from trainboard.tui.widgets.log_nav import MATCH, Found, LogNavigator
+from trainboard.tui.widgets.log_search import ERROR_PATTERN
 
 MAX_LINES = 5000  # what the pane keeps; the whole log stays on disk in the run's folder
 # Under a flood (more lines a tick than a person can read), the pane writes only

@@ -19,9 +19,8 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.worker import get_current_worker
-
-from tui.widgets.log_index import LineIndex, LineScan, LogFiles
-from tui.widgets.log_nav import MATCH, Found, LogNavigator
+from trainboard.tui.widgets.log_index import LineIndex, LineScan, LogFiles
+from trainboard.tui.widgets.log_nav import MATCH, Found, LogNavigator
 
 CACHE_LINES = 1024  # lines kept as text: a few screens' worth, whatever the file's size
 SYNC_SECONDS = 0.1  # how often the view picks up what the worker found

@@ -17,9 +17,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.scroll_view import ScrollView
-
-from tui.widgets.log_index import NOT_YET, find_row
-from tui.widgets.log_search import ERROR_PATTERN, SearchPrompt, search_pattern
+from trainboard.tui.widgets.log_index import NOT_YET, find_row
+from trainboard.tui.widgets.log_search import ERROR_PATTERN, SearchPrompt, search_pattern
 
 MATCH = "match"
 ERROR = "error"

@@ -12,12 +12,11 @@ from bisect import insort
 from rich.text import Text
 from textual.markup import escape
 from textual.widgets import DataTable
-
-from backend import events as ev
-from backend.config import RunConfig
-from tui.render import clock
-from tui.widgets.comparison import column_widths
-from tui.widgets.marks import styled
+from trainboard.backend import events as ev
+from trainboard.backend.config import RunConfig
+from trainboard.tui.render import clock
+from trainboard.tui.widgets.comparison import column_widths
+from trainboard.tui.widgets.marks import styled
 
 TREND_POINTS = 8
 _BARS = "▁▂▃▄▅▆▇█"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from backend import events as ev
+from trainboard.backend import events as ev
 
 
 class EventPanel(Protocol):

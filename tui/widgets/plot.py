@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from textual.color import Color
 from textual.markup import escape
 from textual_plotext import PlotextPlot
-
-from backend import events as ev
-from backend.config import RunConfig
+from trainboard.backend import events as ev
+from trainboard.backend.config import RunConfig
 
 MAX_POINTS = 2000  # per metric; older points are dropped from the plot
 _PALETTE = ("accent", "success", "warning", "secondary", "primary", "error")

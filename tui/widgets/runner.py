@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
-
-from backend import events as ev
-from tui.widgets.marks import clock
+from trainboard.backend import events as ev
+from trainboard.tui.widgets.marks import clock
 
 _STATE_STYLES = {
     "ready": "$success",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
-
-from backend import events as ev
-from backend.events import STAGES, Stage, StageState
-from tui.render import format_seconds
-from tui.widgets.marks import STAGE_MARKS
+from trainboard.backend import events as ev
+from trainboard.backend.events import STAGES, Stage, StageState
+from trainboard.tui.render import format_seconds
+from trainboard.tui.widgets.marks import STAGE_MARKS
 
 
 class StageList(Static):

@@ -8,12 +8,11 @@ from pathlib import Path
 
 from textual.content import Content
 from textual.widgets import Static
-
-from backend import events as ev
-from backend.events import StageState
-from backend.exitcodes import ExitCode
-from tui.render import format_seconds
-from tui.widgets.marks import STATUS_MARKS
+from trainboard.backend import events as ev
+from trainboard.backend.events import StageState
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.tui.render import format_seconds
+from trainboard.tui.widgets.marks import STATUS_MARKS
 
 
 def short_path(path: str) -> str:
