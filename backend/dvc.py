@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from trainboard.backend.tracking import Baseline
 
 REMOTE_NAME = "trainboard"  # the remote's name in the workspace's .dvc/config.local

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
 from trainboard.backend.runners.base import RunnerError
 from trainboard.backend.runners.ec2 import (
     TAG_EXPIRES,

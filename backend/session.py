@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from trainboard.backend import events as ev
 from trainboard.backend.compare import Comparison, compare
 from trainboard.backend.config import ConfigError, LoadedConfig, RunConfig

@@ -43,13 +43,12 @@ JOB = "import itertools, time\nfor i in itertools.count():\n    print('line', i,
 async def measure(tmp: Path, runs: int, stall: float, keepalive: float, jitter: float,
                   max_wait: float) -> list[tuple[float, float]]:
     """(detection, resume) in seconds, for each of ``runs`` blackholes."""
+    from tests.sshd_support import TcpProxy, proxy_known_hosts, start_sshd
     from trainboard.backend import events as ev
     from trainboard.backend.config import LoadedConfig, RunConfig
     from trainboard.backend.runners import JobSpec
     from trainboard.backend.runners.ssh import SshRunner, SshTarget
     from trainboard.backend.session import Session
-
-    from tests.sshd_support import TcpProxy, proxy_known_hosts, start_sshd
 
     sshd = start_sshd(tmp / "sshd")
     proxy = TcpProxy(sshd.port)

@@ -43,9 +43,8 @@ async def time_poll(tracking: object, run_id: str, cap: float) -> tuple[float, s
 
 
 async def measure(cap: float, tmp: Path) -> dict[str, dict[str, tuple[float, str]]]:
-    from trainboard.backend.tracking import Tracking, limit_http_client
-
     from tests.test_tracking_faults import TrackingServer
+    from trainboard.backend.tracking import Tracking, limit_http_client
 
     server = TrackingServer(tmp / "mlflow.db", tmp / "artifacts", tmp / "server.log")
     server.start()

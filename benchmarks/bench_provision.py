@@ -45,11 +45,11 @@ async def one_run(moto, latency: float, market: str, tmp: Path, index: int) -> d
     import getpass
 
     import pytest
-    from trainboard.backend.config import Ec2RunnerConfig
-    from trainboard.backend.runners.ec2 import SSH_ADDRESS_ENV, Ec2Runner
 
     from tests.aws_support import AwsProxy, BootEmulator, aws_env, sequential_round_trips
     from tests.sshd_support import free_port
+    from trainboard.backend.config import Ec2RunnerConfig
+    from trainboard.backend.runners.ec2 import SSH_ADDRESS_ENV, Ec2Runner
 
     moto.reset()
     proxy = AwsProxy(moto.url, latency=latency)

@@ -35,13 +35,13 @@ JOB = "import itertools, time\nfor i in itertools.count():\n    print('line', i,
 
 async def measure(runs: int, outage: float, jitter: float, tmp: Path) -> tuple[list[float], list[float], int]:
     import asyncssh
+
+    from tests.sshd_support import TcpProxy, proxy_known_hosts, start_sshd
     from trainboard.backend import events as ev
     from trainboard.backend.config import LoadedConfig, RunConfig
     from trainboard.backend.runners import JobSpec
     from trainboard.backend.runners.ssh import SshRunner, SshTarget
     from trainboard.backend.session import Session
-
-    from tests.sshd_support import TcpProxy, proxy_known_hosts, start_sshd
 
     sshd = start_sshd(tmp / "sshd")
     proxy = TcpProxy(sshd.port)

@@ -96,13 +96,13 @@ async def baseline(conn: object, log_path: str) -> tuple[int, float]:
 
 async def run(lines: int, repeat: int, read_ahead: int | None, tmp: Path) -> Result:
     import asyncssh
+
+    from tests.sshd_support import start_sshd
     from trainboard.backend import events as ev
     from trainboard.backend.config import LoadedConfig, RunConfig
     from trainboard.backend.runners import JobSpec
     from trainboard.backend.runners.ssh import SshRunner, SshTarget
     from trainboard.backend.session import Session
-
-    from tests.sshd_support import start_sshd
 
     sshd = start_sshd(tmp / "sshd")
     try:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from textual.pilot import Pilot
+
 from trainboard.tui.app import TrainboardApp
 
 RUN_TIMEOUT = 60.0

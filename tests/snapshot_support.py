@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable
+
 from trainboard.backend import events as ev
 from trainboard.backend.config import load_config
 from trainboard.backend.events import Stage, StageState

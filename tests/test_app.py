@@ -17,6 +17,8 @@ from pathlib import Path
 from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
+
+from tests.pilot_support import wait_for_end, wait_until
 from trainboard.backend import events as ev
 from trainboard.backend.config import load_config
 from trainboard.backend.events import STAGES, Stage, StageState
@@ -24,8 +26,6 @@ from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
 from trainboard.tui.app import TrainboardApp, make_app
 from trainboard.tui.widgets import ComparisonTable, ConfirmScreen, LogPane, MetricsPanel, StageList, StatusLine
-
-from tests.pilot_support import wait_for_end, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (100, 30)

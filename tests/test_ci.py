@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainboard.backend.exitcodes import ExitCode
-
 from tests.conftest import run_cli
+from trainboard.backend.exitcodes import ExitCode
 
 
 def test_github_actions_mode_groups_stages_annotates_failures_and_writes_the_summary(tiny_repo: Path,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from trainboard.backend.config import ConfigError, Gate, MetricSpec, RunConfig, load_config
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import ROOT, run_cli
+from trainboard.backend.config import ConfigError, Gate, MetricSpec, RunConfig, load_config
+from trainboard.backend.exitcodes import ExitCode
 
 SAMPLE = ROOT / "sample_params.yaml"
 

@@ -28,11 +28,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trainboard.backend.config import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, ConfigError, load_config
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import run_cli
 from tests.test_config import GOOD
+from trainboard.backend.config import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, ConfigError, load_config
+from trainboard.backend.exitcodes import ExitCode
 
 BASE: dict[str, Any] = yaml.safe_load(GOOD)
 LIMIT_S = 2.0  # the goal: every refusal in under 2 s

@@ -18,6 +18,8 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Log, Static, TabbedContent
+
+from tests.pilot_support import wait_for_end, wait_until
 from trainboard.backend import events as ev
 from trainboard.backend.config import load_config
 from trainboard.backend.exitcodes import ExitCode
@@ -30,8 +32,6 @@ from trainboard.tui.screens.quit import QuitScreen
 from trainboard.tui.screens.run_detail import RunDetailScreen
 from trainboard.tui.screens.runs import RunsScreen
 from trainboard.tui.widgets import ComparisonTable, FailurePanel, MetricsPanel, MetricsPlot, RunnerPanel
-
-from tests.pilot_support import wait_for_end, wait_until
 
 ROOMY = (120, 50)  # tall enough for the plot and a line per runner field
 SMALL = (80, 24)

@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from trainboard.backend import dvc
-from trainboard.backend.runners import JobSpec
-from trainboard.backend.runners.local import LocalRunner
 
 from tests import aws_support
 from tests.conftest import ROOT, git
+from trainboard.backend import dvc
+from trainboard.backend.runners import JobSpec
+from trainboard.backend.runners.local import LocalRunner
 
 moto_server = aws_support.moto_server  # fixture
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import ROOT, git, run_cli
+from trainboard.backend.exitcodes import ExitCode
 
 CONFIG = {
     "name": "dvc-demo",

@@ -21,6 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests import aws_support
+from tests.aws_support import Aws, BootEmulator, Fault, ImdsServer, run_resources, sequential_round_trips, throttling
+from tests.sshd_support import free_port
 from trainboard.backend import events as ev
 from trainboard.backend.config import Ec2RunnerConfig
 from trainboard.backend.runners import JobSpec, PreflightError, RunnerError
@@ -34,10 +38,6 @@ from trainboard.backend.runners.ec2 import (
     Ec2Runner,
     watchdog_script,
 )
-
-from tests import aws_support
-from tests.aws_support import Aws, BootEmulator, Fault, ImdsServer, run_resources, sequential_round_trips, throttling
-from tests.sshd_support import free_port
 
 moto_server = aws_support.moto_server  # fixtures
 aws = aws_support.aws

@@ -27,13 +27,13 @@ from typing import Any
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
-from trainboard.backend.runners.ec2 import SSH_ADDRESS_ENV, TAG_RUN
 
 from tests import aws_support
 from tests.aws_support import Aws, BootEmulator, ImdsServer, run_resources
 from tests.conftest import ROOT, git
 from tests.sshd_support import free_port
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.runners.ec2 import SSH_ADDRESS_ENV, TAG_RUN
 
 moto_server = aws_support.moto_server  # fixtures
 aws = aws_support.aws

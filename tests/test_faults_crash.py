@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from trainboard.backend import events as ev
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import ROOT, git, run_acting_at
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
 from tests.test_remote_session import records, remote_jobs, ssh_repo  # noqa: F401  (fixture)
 from tests.test_session import group_alive, mlflow_run
 from tests.test_tmux_e2e import terminal  # noqa: F401  (fixture)
+from trainboard.backend import events as ev
+from trainboard.backend.exitcodes import ExitCode
 
 
 def test_a_crash_outside_any_run_exits_3_with_one_line_and_the_traceback_in_a_file(tmp_path: Path) -> None:

@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import ROOT, git, make_tiny_repo, run_cli
 from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts, sshd  # noqa: F401  (the module's sshd)
+from trainboard.backend.exitcodes import ExitCode
 
 # Its module fixture runs the whole set once: keep these tests on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("faults_ssh")
@@ -472,10 +472,9 @@ def free_tcp_port() -> int:
 
 async def test_a_host_that_refuses_forwarding_is_an_error_with_the_fix_not_a_traceback(
         tmp_path: Path, here: int) -> None:
+    from tests.sshd_support import start_sshd
     from trainboard.backend.runners import RunnerError
     from trainboard.backend.runners.ssh import SshRunner
-
-    from tests.sshd_support import start_sshd
 
     server = start_sshd(tmp_path / "sshd", options=["AllowTcpForwarding no"])
     runner: SshRunner = direct_runner(server, tmp_path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import git, make_tiny_repo, run_acting_at, run_cli
 from test_tracking_faults import TrackingServer
+
 from trainboard.backend import gitbaseline as gb
 from trainboard.backend.config import load_config
 from trainboard.backend.exitcodes import ExitCode

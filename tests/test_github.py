@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import git, make_tiny_repo
+from tests.github_fake import FakeGitHub
 from trainboard.backend import gitpush
 from trainboard.backend.github import (
     BODY_LIMIT,
@@ -26,9 +29,6 @@ from trainboard.backend.github import (
 )
 from trainboard.backend.redact import Redactor
 from trainboard.backend.report import ReportInput, render
-
-from tests.conftest import git, make_tiny_repo
-from tests.github_fake import FakeGitHub
 
 TOKEN = "tb-test-token-5f0c2e9a7d41"  # not secret-shaped: masked only because it is the token
 SOURCE = "feature/better-f1"

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.conftest import git, run_cli
+from tests.github_fake import FakeGitHub, deny_force_push
+from tests.test_github import OUTPUTS_BRANCH, SOURCE, TOKEN, World, make_world
+from tests.test_pr_session import on_a_branch_with_origin
 from trainboard.backend.compare import Comparison, ComparisonRow
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.github import (
@@ -23,11 +28,6 @@ from trainboard.backend.github import (
     marker,
     resolve_api_url,
 )
-
-from tests.conftest import git, run_cli
-from tests.github_fake import FakeGitHub, deny_force_push
-from tests.test_github import OUTPUTS_BRANCH, SOURCE, TOKEN, World, make_world
-from tests.test_pr_session import on_a_branch_with_origin
 
 ACTIONS_TOKEN = "tb-actions-token-0c1d2e3f4a5b"
 

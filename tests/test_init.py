@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import git, run_cli
+from trainboard.backend.exitcodes import ExitCode
 
 WORKFLOWS = Path(".github") / "workflows"
 SPEC = "git+https://github.com/example/trainboard@v0.1.0"

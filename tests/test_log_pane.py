@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+
+from tests.pilot_support import wait_for_end, wait_until
 from trainboard.backend.config import load_config
 from trainboard.backend.session import Session
 from trainboard.tui.app import TrainboardApp, make_app
@@ -23,8 +25,6 @@ from trainboard.tui.widgets import LogPane
 from trainboard.tui.widgets.log_file import CACHE_LINES, LogFileView
 from trainboard.tui.widgets.log_index import ERROR_PATTERN, LineIndex, LineScan
 from trainboard.tui.widgets.log_search import SearchPrompt, search_pattern
-
-from tests.pilot_support import wait_for_end, wait_until
 
 SIZE = (120, 40)
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from trainboard.backend.logtail import MAX_PARTIAL, LineSplitter
 from trainboard.backend.runners import JobHandle, JobSpec
 from trainboard.backend.runners.local import LocalRunner, read_exit_code

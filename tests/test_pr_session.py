@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import git, run_cli
 from tests.github_fake import FakeGitHub
+from trainboard.backend.exitcodes import ExitCode
 
 TOKEN = "tb-e2e-token-81c3f0a2b9d4"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -118,11 +118,11 @@ async def test_the_dashboards_p_opens_the_pull_request_once_the_run_has_ended(
 ) -> None:
     from textual.message import Message
     from textual.widgets import Button
+
+    from tests.pilot_support import wait_for_end, wait_until
     from trainboard.backend.config import load_config
     from trainboard.backend.session import Session
     from trainboard.tui.app import make_app
-
-    from tests.pilot_support import wait_for_end, wait_until
 
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)

@@ -8,12 +8,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests import aws_support
+from tests.aws_support import Aws
 from trainboard.backend.reap import delete_orphans, find_orphans, reap, survey
 from trainboard.backend.runners.ec2 import TAG_EXPIRES, TAG_OWNER, TAG_RUN
 from trainboard.backend.store import RunStore
-
-from tests import aws_support
-from tests.aws_support import Aws
 
 moto_server = aws_support.moto_server  # fixtures
 aws = aws_support.aws
@@ -171,9 +170,8 @@ def test_reap_deletes_the_orphans_and_keeps_the_rest(aws: Aws, tmp_path: Path) -
 
 
 def test_the_reap_command_dry_run_then_delete(aws: Aws, tmp_path: Path) -> None:
-    from trainboard.backend.exitcodes import ExitCode
-
     from tests.conftest import git, run_cli
+    from trainboard.backend.exitcodes import ExitCode
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from trainboard.backend.redact import MASK, Redactor
 
 AWS_ID = "AKIA" + "ABCDEFGHIJKLMNOP"
@@ -121,6 +122,7 @@ def test_the_run_redactor_knows_the_configs_secrets() -> None:
 
 def test_a_config_file_copy_keeps_no_secret() -> None:
     import yaml
+
     from trainboard.backend.redact import masked_config_file
 
     text = yaml.safe_dump(RAW) + "# comment\n"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import git, interrupt_run, run_acting_at, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
+from trainboard.backend.exitcodes import ExitCode
 
 
 def records(repo: Path) -> list[dict]:

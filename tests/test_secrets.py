@@ -16,10 +16,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
-from trainboard.backend.exitcodes import ExitCode
 
 from tests.conftest import git, run_acting_at, run_cli
 from tests.sshd_support import Sshd, sshd  # noqa: F401  (the module's sshd fixture)
+from trainboard.backend.exitcodes import ExitCode
 
 # Characters that every encoding changes: / + " \ space & = %
 API_TOKEN = 'tb-Tok/9f3Ka+Zq "quoted" \\back&amp=1%20end'

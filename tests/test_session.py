@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_acting_at, run_cli
 from trainboard.backend import events as ev
 from trainboard.backend.config import load_config
 from trainboard.backend.events import Stage, StageState
@@ -16,8 +18,6 @@ from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
 from trainboard.backend.store import RunStore
 from trainboard.backend.tracking import Tracking
-
-from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_acting_at, run_cli
 
 
 def records(repo: Path) -> list[dict]:

@@ -34,6 +34,7 @@ from snapshot_support import (
     until_step,
 )
 from textual.pilot import Pilot
+
 from trainboard.backend.events import Stage
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+
+from tests import sshd_support
+from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts
 from trainboard.backend import events as ev
 from trainboard.backend.config import SshRunnerConfig
 from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
 from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
 from trainboard.backend.runners.ssh import HostKeyError, SshRunner, SshTarget
-
-from tests import sshd_support
-from tests.sshd_support import Sshd, TcpProxy, proxy_known_hosts
 
 sshd = sshd_support.sshd  # the module's real sshd (a fixture)
 ssh_proxy = sshd_support.ssh_proxy  # a cuttable relay in front of it, per test (a fixture)

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from trainboard.backend.exitcodes import ExitCode
-from trainboard.backend.tracking import JOB_HTTP_DEFAULTS, REQUEST_TIMEOUT, job_http_env, limit_http_client
 
 from tests.conftest import ROOT
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.tracking import JOB_HTTP_DEFAULTS, REQUEST_TIMEOUT, job_http_env, limit_http_client
 
 POLL_INTERVAL = 0.5
 

@@ -30,6 +30,7 @@ from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.widgets import Button, Footer
 from textual.worker import Worker, WorkerState
+
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session

@@ -256,6 +256,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(json.dumps([masked_record(r.data, redact) for r in records], indent=2, default=str))
         return 0
     from rich.console import Console
+
     from trainboard.tui.render import runs_table
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -268,6 +269,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
+
     from trainboard.backend.exitcodes import ExitCode
     from trainboard.backend.recompare import RecompareError, recompare
     from trainboard.tui.render import comparison_table, verdict_text

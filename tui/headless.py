@@ -14,6 +14,7 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
+
 from trainboard.backend import ci
 from trainboard.backend import events as ev
 from trainboard.backend.events import StageState

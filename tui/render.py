@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+
 from trainboard.backend.compare import Comparison
 
 

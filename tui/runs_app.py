@@ -7,6 +7,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
+
 from trainboard.backend.store import RunStore
 
 

@@ -22,6 +22,23 @@ class PreflightError(RunnerError):
     """A check before anything was spent failed (missing permission, bad setting)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a runner can do, declared by the runner, so that the run never branches on its kind."""
+
+    # The job runs on this machine: it sees this machine's files (a folder DVC remote, a file or
+    # sqlite MLflow store) and environment (this machine's MLflow credentials).
+    shares_filesystem: bool
+    # The machine has cloud credentials of its own (an EC2 instance profile): it can reach a cloud
+    # DVC remote without this machine's keys.
+    cloud_role: bool = False
+    # The job's MLflow calls go through a relay on the host that can say whether some never
+    # arrived (:meth:`Runner.undelivered_metrics`).
+    relays_tracking: bool = False
+    # The host stops a job that trainboard has not touched for this many seconds (0: no watchdog).
+    orphan_timeout: float = 0.0
+
+
 Notify = Callable[[ev.Event], None]  # a runner's way to publish RunnerChanged / Notice events
 
 
@@ -62,6 +79,7 @@ class JobStatus:
 
 class Runner(Protocol):
     kind: str
+    capabilities: Capabilities
     notify: Notify | None  # set by the session before provision()
 
     async def provision(self) -> Host:
@@ -94,6 +112,12 @@ class Runner(Protocol):
 
     async def forward(self, port: int) -> int:
         """Make 127.0.0.1:``port`` here reachable from the runner; the port the job uses there."""
+
+    async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
+        """The running job's environment (attach masks its secrets); {} when it cannot tell."""
+
+    async def undelivered_metrics(self) -> float | None:
+        """When (epoch seconds) the job's MLflow calls first failed to reach this machine; None: all did."""
 
     async def detach(self) -> None:
         """Let go of the runner and leave the job (and the machine) running."""

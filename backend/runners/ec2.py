@@ -54,8 +54,18 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     NoCredentialsError,
     NoRegionError,
 )
+
 from trainboard.backend import events as ev
-from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, PreflightError, RunnerError
+from trainboard.backend.runners.base import (
+    Capabilities,
+    Host,
+    JobHandle,
+    JobSpec,
+    JobStatus,
+    Notify,
+    PreflightError,
+    RunnerError,
+)
 
 if TYPE_CHECKING:
     from trainboard.backend.config import Ec2RunnerConfig
@@ -325,6 +335,8 @@ class Ec2Runner:
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_id = run_id
+        self.capabilities = Capabilities(shares_filesystem=False, cloud_role=bool(config.instance_profile),
+                                         relays_tracking=True, orphan_timeout=float(config.orphan_timeout))
         self.notify: Notify | None = None
         self.ssh_ready_timeout = SSH_READY_TIMEOUT
         self.instance_ready_timeout = INSTANCE_READY_TIMEOUT

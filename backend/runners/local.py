@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
+from trainboard.backend.runners.base import Capabilities, Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
 
 
 def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_path: str | None = None) -> str:
@@ -56,6 +56,7 @@ def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_p
 
 class LocalRunner:
     kind = "local"
+    capabilities = Capabilities(shares_filesystem=True)
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -153,6 +154,9 @@ class LocalRunner:
             exit_path=str(exit_path),
             started_at=time.time(),
         )
+
+    async def undelivered_metrics(self) -> float | None:
+        return None  # the job talks to MLflow directly: nothing in between can lose a call
 
     async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
         """The running job's environment (its secrets for the redactor on attach), read from

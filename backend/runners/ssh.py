@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
+
 from trainboard.backend import events as ev
-from trainboard.backend.runners.base import Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
+from trainboard.backend.runners.base import Capabilities, Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
 from trainboard.backend.runners.local import job_script
 
 T = TypeVar("T")
@@ -224,6 +225,8 @@ class SshRunner:
         self.remote_dir = remote_dir
         self.reconnect_timeout = reconnect_timeout
         self.kind = kind
+        self.capabilities = Capabilities(shares_filesystem=False, relays_tracking=True,
+                                         orphan_timeout=target.orphan_timeout)
         self.notify: Notify | None = None
         self.read_ahead = READ_AHEAD  # reads tail() keeps under way after a full one; 0: none
         self.run_folder = ""  # absolute, on the host; known after provision() or reattach()

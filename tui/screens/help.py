@@ -12,7 +12,6 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
-import trainboard.tui.screens
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -20,6 +19,8 @@ from textual.content import Content
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+import trainboard.tui.screens
 
 Group = tuple[str, list[tuple[str, str]]]  # title, (keys, description)
 

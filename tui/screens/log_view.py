@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
+
 from trainboard.tui.widgets.log_file import LogFileView
 from trainboard.tui.widgets.log_index import LogFiles
 

@@ -14,6 +14,7 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
+
 from trainboard.backend.session import METRICS_FILE
 from trainboard.backend.store import RunRecord
 from trainboard.tui import run_files

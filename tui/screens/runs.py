@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+
 from trainboard.backend.store import RunRecord, RunStore
 from trainboard.tui import run_files
 from trainboard.tui.widgets.marks import STATUS_MARKS, styled

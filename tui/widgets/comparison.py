@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.markup import escape
 from textual.widgets import DataTable
+
 from trainboard.backend import events as ev
 from trainboard.backend.compare import Comparison, ComparisonRow
 from trainboard.backend.config import RunConfig

@@ -10,6 +10,7 @@ from pathlib import Path
 from textual.content import Content
 from textual.markup import escape
 from textual.widgets import Static
+
 from trainboard.backend import events as ev
 from trainboard.tui.widgets.marks import FAILED_STATUSES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
+
 from trainboard.backend import events as ev
 from trainboard.backend.events import STAGES, StageState
 from trainboard.tui.widgets.marks import STATUS_MARKS, clock

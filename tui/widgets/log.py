@@ -9,6 +9,7 @@ from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.strip import Strip
 from textual.widgets import Log
+
 from trainboard.tui.widgets.log_nav import MATCH, Found, LogNavigator
 from trainboard.tui.widgets.log_search import ERROR_PATTERN
 

@@ -19,6 +19,7 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.worker import get_current_worker
+
 from trainboard.tui.widgets.log_index import LineIndex, LineScan, LogFiles
 from trainboard.tui.widgets.log_nav import MATCH, Found, LogNavigator
 

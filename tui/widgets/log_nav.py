@@ -17,6 +17,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.scroll_view import ScrollView
+
 from trainboard.tui.widgets.log_index import NOT_YET, find_row
 from trainboard.tui.widgets.log_search import ERROR_PATTERN, SearchPrompt, search_pattern
 

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
+
 from trainboard.tui.widgets.log_index import ERROR_PATTERN
 
 __all__ = ["ERROR_PATTERN", "SearchPrompt", "search_pattern"]

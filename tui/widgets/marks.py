@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.style import Style as RichStyle
 from rich.text import Text
 from textual.markup import parse_style
+
 from trainboard.backend.events import StageState
 
 # Icon and theme variable for each state of a stage.

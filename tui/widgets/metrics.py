@@ -12,6 +12,7 @@ from bisect import insort
 from rich.text import Text
 from textual.markup import escape
 from textual.widgets import DataTable
+
 from trainboard.backend import events as ev
 from trainboard.backend.config import RunConfig
 from trainboard.tui.render import clock

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from textual.color import Color
 from textual.markup import escape
 from textual_plotext import PlotextPlot
+
 from trainboard.backend import events as ev
 from trainboard.backend.config import RunConfig
 

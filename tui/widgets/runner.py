@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
+
 from trainboard.backend import events as ev
 from trainboard.tui.widgets.marks import clock
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
+
 from trainboard.backend import events as ev
 from trainboard.backend.events import STAGES, Stage, StageState
 from trainboard.tui.render import format_seconds

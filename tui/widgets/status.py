@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.content import Content
 from textual.widgets import Static
+
 from trainboard.backend import events as ev
 from trainboard.backend.events import StageState
 from trainboard.backend.exitcodes import ExitCode
