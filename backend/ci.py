@@ -144,10 +144,20 @@ def plan_install(root: Path, extras: list[str], spec: str | None) -> InstallPlan
     repository is trainboard. With neither, InitError: nothing would say where trainboard comes from.
     """
     project = _project_table(root)
+    train, cache, note = _repository_install(root, project, extras)
+    name = str((project or {}).get("project", {}).get("name", "")).lower().replace("_", "-")
+    command, publish, checkout = _trainboard_install(root, spec, is_trainboard=name == "trainboard")
+    if command:
+        train.append(command)
+    cache.append(str(WORKFLOW_PATH))  # holds the install commands: a new spec is a new cache
+    return InstallPlan(tuple(train), publish, checkout, tuple(cache), note)
+
+
+def _repository_install(root: Path, project: dict[str, Any] | None,
+                        extras: list[str]) -> tuple[list[str], list[str], str]:
+    """How the training job installs the repository itself: (commands, cache files, note)."""
     installable = project is not None or (root / "setup.py").is_file()
     declared = sorted((project or {}).get("project", {}).get("optional-dependencies") or {})
-    name = str((project or {}).get("project", {}).get("name", "")).lower().replace("_", "-")
-    is_trainboard = name == "trainboard"
     note = ""
     train: list[str] = []
     cache: list[str] = []
@@ -171,6 +181,12 @@ def plan_install(root: Path, extras: list[str], spec: str | None) -> InstallPlan
     elif (root / "requirements.txt").is_file():
         train.append("pip install -r requirements.txt")
         cache.append("requirements.txt")
+    return train, cache, note
+
+
+def _trainboard_install(root: Path, spec: str | None, *, is_trainboard: bool) -> tuple[str, tuple[str, ...], bool]:
+    """Where CI gets trainboard: (the training job's extra command, "" for none; the publish
+    job's commands; whether the publish job checks the repository out)."""
     if spec is not None:
         spec = spec.strip()
         if not spec or _unsafe(spec):
@@ -185,19 +201,15 @@ def plan_install(root: Path, extras: list[str], spec: str | None) -> InstallPlan
                                 "commit the wheel (or folder) into the repository and pass its path relative to "
                                 "the root, e.g. ./wheels/trainboard-0.1.0-py3-none-any.whl, or pass a git URL")
         command = f"pip install {shlex.quote(spec)}"
-        train.append(command)
-        publish, checkout = (command,), _is_path_spec(spec)
-    elif is_trainboard:
-        publish, checkout = ("pip install .",), True
-    else:
-        raise InitError(
-            "nothing says where CI gets trainboard: it is not on a package index, and this repository is "
-            "not trainboard",
-            "pass --install SPEC, e.g. --install 'git+https://github.com/OWNER/trainboard@v0.1.0', a wheel "
-            "committed here (--install ./wheels/trainboard-0.1.0-py3-none-any.whl) or a package name your "
-            "index serves")
-    cache.append(str(WORKFLOW_PATH))  # holds the install commands: a new spec is a new cache
-    return InstallPlan(tuple(train), publish, checkout, tuple(cache), note)
+        return command, (command,), _is_path_spec(spec)
+    if is_trainboard:
+        return "", ("pip install .",), True
+    raise InitError(
+        "nothing says where CI gets trainboard: it is not on a package index, and this repository is "
+        "not trainboard",
+        "pass --install SPEC, e.g. --install 'git+https://github.com/OWNER/trainboard@v0.1.0', a wheel "
+        "committed here (--install ./wheels/trainboard-0.1.0-py3-none-any.whl) or a package name your "
+        "index serves")
 
 
 def check_schedule(cron: str) -> str:

@@ -52,6 +52,21 @@ def _cell(text: str) -> str:
 
 
 def render(report: ReportInput) -> str:
+    out = _summary(report)
+    if report.comparison is not None:
+        out += _metrics(report.comparison)
+    out += _params(report)
+    if report.plot:
+        out += ["## Training curves", "", f"![metrics per step]({report.plot})", ""]
+    if report.confusion_matrix:
+        out += ["## Confusion matrix", "", f"![confusion matrix]({report.confusion_matrix})", ""]
+    if report.log_tail:
+        out += [f"## Last {len(report.log_tail)} lines of the log", "", "```text", *report.log_tail, "```", ""]
+    return "\n".join(out)
+
+
+def _summary(report: ReportInput) -> list[str]:
+    """The title, the verdict and the run's table."""
     out: list[str] = []
     out.append(f"# trainboard report: {report.name}")
     out.append("")
@@ -80,26 +95,31 @@ def render(report: ReportInput) -> str:
         base = comp.baseline_label if comp.has_baseline else f"none yet on `{comp.base_branch}`"
         out.append(f"| Baseline | {_cell(base)} |")
     out.append("")
+    return out
 
-    if comp is not None:
-        out += ["## Metrics", "", "| Metric | Before | After | Δ | Gate | Result |", "|---|---:|---:|---:|---|---|"]
-        for row in comp.rows:
-            if row.passed is None:
-                result = "—"
-            elif row.passed:
-                result = "✅ pass" + (f" ({row.reason})" if row.reason else "")
-            else:
-                result = f"❌ fail ({row.reason})"
-            delta = row.fmt(row.delta, signed=True)
-            if row.improved is not None:
-                delta += " ▲" if row.improved else " ▼"
-            out.append(
-                f"| {_cell(row.display)} | {row.fmt(row.before)} | {row.fmt(row.after)} | {delta} "
-                f"| {_cell(row.gate) or '—'} | {result} |"
-            )
-        out.append("")
 
-    out += ["## Params", ""]
+def _metrics(comp: Comparison) -> list[str]:
+    out = ["## Metrics", "", "| Metric | Before | After | Δ | Gate | Result |", "|---|---:|---:|---:|---|---|"]
+    for row in comp.rows:
+        if row.passed is None:
+            result = "—"
+        elif row.passed:
+            result = "✅ pass" + (f" ({row.reason})" if row.reason else "")
+        else:
+            result = f"❌ fail ({row.reason})"
+        delta = row.fmt(row.delta, signed=True)
+        if row.improved is not None:
+            delta += " ▲" if row.improved else " ▼"
+        out.append(
+            f"| {_cell(row.display)} | {row.fmt(row.before)} | {row.fmt(row.after)} | {delta} "
+            f"| {_cell(row.gate) or '—'} | {result} |"
+        )
+    out.append("")
+    return out
+
+
+def _params(report: ReportInput) -> list[str]:
+    out = ["## Params", ""]
     flat = flatten(report.params)
     if report.baseline_params is None:
         out.append("No baseline to compare params with. This run's params:")
@@ -118,11 +138,4 @@ def render(report: ReportInput) -> str:
                 after = flat.get(key, "—")
                 out.append(f"| `{_cell(key)}` | `{_cell(before)}` | `{_cell(after)}` |")
     out.append("")
-
-    if report.plot:
-        out += ["## Training curves", "", f"![metrics per step]({report.plot})", ""]
-    if report.confusion_matrix:
-        out += ["## Confusion matrix", "", f"![confusion matrix]({report.confusion_matrix})", ""]
-    if report.log_tail:
-        out += [f"## Last {len(report.log_tail)} lines of the log", "", "```text", *report.log_tail, "```", ""]
-    return "\n".join(out)
+    return out
