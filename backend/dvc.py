@@ -14,84 +14,81 @@ syncs (DVC's own ``.dvc/.gitignore`` lists it) and which never comes back,
 as is the remote trainboard pushes to: the committed ``.dvc/config`` is left
 as the user wrote it, and no credential is written anywhere (DVC's S3 remote
 reads the standard AWS environment).
+
+The settings and path checks live in ``dvc_paths`` and the runner's commands in
+``dvc_commands``; every public name of both is importable from here.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import re
-import shlex
 import subprocess
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainboard.backend.dvc_commands import (
+    added_outputs,
+    dvc_output_commands,
+    dvc_prepare_commands,
+    dvc_return_files,
+    ensure_gitignored,
+    pushed_outputs,
+)
+from trainboard.backend.dvc_paths import (
+    AWS_ENV_NAMES,
+    DEFAULT_STORAGE,
+    DVC_ENV,
+    REMOTE_NAME,
+    DvcError,
+    _git,
+    _sibling,
+    _unique,
+    aws_env,
+    check_remote,
+    default_remote,
+    is_local_remote,
+    normalize_path,
+)
 from trainboard.backend.tracking import Baseline
 
-REMOTE_NAME = "trainboard"  # the remote's name in the workspace's .dvc/config.local
-DVC_ENV = {"DVC_NO_ANALYTICS": "1"}  # for the JobSpec env of every job that runs dvc
-DEFAULT_STORAGE = ".trainboard/dvc-storage"  # the default remote, under the repository root
-# What a job that pushes to S3 from a remote runner needs from this machine's environment
-# (none of it is written to a file by this module; EC2 instance profiles need none of it).
-AWS_ENV_NAMES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-)
-
-_MISSING_DVC = 'trainboard: dvc is not installed on the runner (pip install "dvc[s3]")'
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S")
-
-
-class DvcError(ValueError):
-    """A DVC setting or file trainboard cannot use; ``str()`` says which and why."""
-
-
-# --------------------------------------------------------------------------- paths and settings
-
-
-def normalize_path(path: str) -> str:
-    """A repository-relative POSIX path without ``./`` or a trailing slash (``model/`` -> ``model``)."""
-    text = path.replace("\\", "/").strip()
-    if not text or text.startswith("/") or re.match(r"^[a-zA-Z]:", text):
-        raise DvcError(f"{path!r} must be a path relative to the repository root")
-    norm = posixpath.normpath(text)
-    if norm == "." or norm == ".." or norm.startswith("../"):
-        raise DvcError(f"{path!r} must name something inside the repository")
-    if norm == ".dvc" or norm.startswith(".dvc/") or norm == ".git" or norm.startswith(".git/"):
-        raise DvcError(f"{path!r} is DVC's or git's own folder")
-    return norm
-
-
-def check_remote(url: str) -> str:
-    """A remote trainboard can push to: an absolute local path or a ``scheme://`` URL."""
-    text = url.strip()
-    if _URL.match(text) or Path(text).is_absolute():
-        return text
-    raise DvcError(f"DVC remote {url!r} must be an absolute path or a URL such as s3://bucket/prefix")
-
-
-def default_remote(repo_root: Path) -> str:
-    """The default remote: a local folder under trainboard's own, absolute."""
-    return str((repo_root / DEFAULT_STORAGE).resolve())
-
-
-def is_local_remote(url: str) -> bool:
-    return not _URL.match(url.strip())
-
-
-def aws_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The AWS settings of ``environ`` that a remote runner's push to S3 needs (see AWS_ENV_NAMES)."""
-    return {name: environ[name] for name in AWS_ENV_NAMES if environ.get(name)}
+__all__ = [
+    "AWS_ENV_NAMES",
+    "DEFAULT_STORAGE",
+    "DVC_ENV",
+    "REMOTE_NAME",
+    "DvcError",
+    "DvcProject",
+    "added_outputs",
+    "aws_env",
+    "base_branch_baseline",
+    "base_branch_metrics",
+    "check_remote",
+    "collect_metrics",
+    "default_remote",
+    "dvc_metrics_files",
+    "dvc_output_commands",
+    "dvc_prepare_commands",
+    "dvc_return_files",
+    "ensure_gitignored",
+    "find_dvc_yamls",
+    "flatten_metrics",
+    "is_local_remote",
+    "merge_metrics",
+    "metrics_at",
+    "normalize_path",
+    "parse_dvc_yaml",
+    "parse_metrics",
+    "pushed_outputs",
+    "read_metrics",
+    "resolve_base",
+    "scan_project",
+]
 
 
 # --------------------------------------------------------------------------- dvc.yaml
@@ -113,11 +110,6 @@ class DvcProject:
     @property
     def lock_files(self) -> tuple[str, ...]:
         return tuple(_sibling(p, "dvc.lock") for p in self.dvc_yamls)
-
-
-def _sibling(path: str, name: str) -> str:
-    parent = posixpath.dirname(path)
-    return posixpath.join(parent, name) if parent else name
 
 
 def find_dvc_yamls(repo_root: Path) -> list[str]:
@@ -214,10 +206,6 @@ def dvc_metrics_files(repo_root: Path) -> list[str]:
     return list(scan_project(repo_root).metrics_files)
 
 
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
 # --------------------------------------------------------------------------- metrics files
 
 
@@ -291,13 +279,6 @@ def collect_metrics(root: Path, metrics_files: Iterable[str]) -> tuple[dict[str,
 # --------------------------------------------------------------------------- the base branch
 
 
-def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
-    try:
-        return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def resolve_base(repo_root: Path, base_branch: str) -> str | None:
     """The commit of ``base_branch``: the local branch (or any ref git resolves), else
     ``origin/<base>`` (a CI checkout often has only that); None when neither exists."""
@@ -343,141 +324,3 @@ def base_branch_baseline(repo_root: Path, base_branch: str, metrics_files: Itera
         return None
     return Baseline(mlflow_run_id="", metrics=metrics, params={}, commit=commit, trainboard_run_id="")
 
-
-# --------------------------------------------------------------------------- commands on the runner
-
-
-def _root_prefix(workdir: str) -> str:
-    """How a command that runs in ``workdir`` gets to the workspace root: "" or ``cd -- ../.. && ``."""
-    if workdir in ("", "."):
-        return ""
-    norm = normalize_path(workdir)
-    return f"cd -- {shlex.quote('/'.join('..' for _ in norm.split('/')))} && "
-
-
-def dvc_prepare_commands(workdir: str = ".") -> list[str]:
-    """Make the workspace a DVC repository that works without git: before the job
-    (``dvc repro`` needs it) and before :func:`dvc_output_commands`.
-
-    ``workdir``: the folder (relative to the workspace root) the commands run in.
-    Idempotent. Runs dvc at most once (``dvc init --no-scm``, when the repository
-    has no ``.dvc/``): ``core.no_scm`` goes into ``.dvc/config.local`` as a fixed
-    text when that file does not exist yet, else through ``dvc config --local``.
-    """
-    cd = _root_prefix(workdir)
-    return [
-        f"{cd}command -v dvc >/dev/null 2>&1 || {{ echo {shlex.quote(_MISSING_DVC)} >&2; exit 127; }}",
-        f"{cd}test -d .dvc || dvc init --no-scm -q",
-        f"{cd}if [ -f .dvc/config.local ]; then dvc config --local core.no_scm true; "
-        f"else printf '[core]\\n    no_scm = true\\n' > .dvc/config.local; fi",
-    ]
-
-
-def added_outputs(outputs: Iterable[str], stage_outs: Iterable[str] = ()) -> list[str]:
-    """The outputs ``dvc add`` tracks: those that are not (inside) a stage output dvc.lock tracks."""
-    stages = [normalize_path(s) for s in stage_outs]
-    out = []
-    for o in _unique(normalize_path(o) for o in outputs):
-        if not any(o == s or o.startswith(s + "/") for s in stages):
-            out.append(o)
-    return out
-
-
-def pushed_outputs(outputs: Iterable[str], stage_outs: Iterable[str] = ()) -> list[str]:
-    """What :func:`dvc_output_commands` pushes: the added outputs, then the pipeline's cached outputs.
-    In a git checkout DVC would list each in a .gitignore: see :func:`ensure_gitignored`."""
-    return _unique([*added_outputs(outputs, stage_outs), *(normalize_path(s) for s in stage_outs)])
-
-
-def dvc_output_commands(
-    outputs: Sequence[str],
-    remote_url: str,
-    *,
-    stage_outs: Sequence[str] = (),
-    workdir: str = ".",
-    endpoint_url: str | None = None,
-    prepare: bool = True,
-    remote_name: str = REMOTE_NAME,
-) -> list[str]:
-    """The commands the session runs on the runner after the job: track ``outputs`` with DVC
-    and push them, and the cached outputs of the pipeline (``stage_outs``, see
-    :class:`DvcProject`), to ``remote_url``. [] when there is nothing to push.
-
-    The remote goes into ``.dvc/config.local`` under ``remote_name``; for S3 its
-    ``endpointurl`` is ``endpoint_url`` when given, else ``$AWS_ENDPOINT_URL`` as the
-    runner has it, when set; credentials come from the runner's AWS environment and
-    are never written. ``prepare``: begin with :func:`dvc_prepare_commands` (harmless
-    when they already ran before the job). Every value is shell-quoted.
-    """
-    q = shlex.quote
-    url = check_remote(remote_url)
-    added = added_outputs(outputs, stage_outs)
-    pushed = pushed_outputs(outputs, stage_outs)
-    if not pushed:
-        return []
-    cd = _root_prefix(workdir)
-    name = q(remote_name)
-    commands = dvc_prepare_commands(workdir) if prepare else []
-    commands.append(f"{cd}dvc remote add --local -f {name} {q(url)}")
-    if url.startswith("s3://"):
-        if endpoint_url:
-            commands.append(f"{cd}dvc remote modify --local {name} endpointurl {q(endpoint_url)}")
-        else:
-            commands.append(f'{cd}if [ -n "${{AWS_ENDPOINT_URL:-}}" ]; then '
-                            f'dvc remote modify --local {name} endpointurl "$AWS_ENDPOINT_URL"; fi')
-    if added:
-        commands.append(f"{cd}dvc add -q -- {' '.join(q(o) for o in added)}")
-    # Path targets only, as ./path (never a stage's name): after a target that names a stage
-    # or dvc.yaml, dvc 3.67 leaves out the targets that follow it.
-    commands.append(f"{cd}dvc push -r {name} -- {' '.join(q('./' + p) for p in pushed)}")
-    return commands
-
-
-def dvc_return_files(
-    outputs: Iterable[str],
-    repo_has_dvc_yaml: bool | Iterable[str],
-    metrics_files: Iterable[str],
-    *,
-    stage_outs: Iterable[str] = (),
-) -> list[str]:
-    """The files to bring back from the workspace into the checkout, at the same relative path:
-    ``<output>.dvc`` for each output ``dvc add`` tracked, the ``dvc.lock`` beside each dvc.yaml
-    (``repo_has_dvc_yaml``: True for the root one, or the dvc.yaml paths), and the metrics files.
-    Some may be missing on the runner (a pipeline that wrote no lock): fetch returns False for them."""
-    if isinstance(repo_has_dvc_yaml, bool):
-        locks = ["dvc.lock"] if repo_has_dvc_yaml else []
-    else:
-        locks = [_sibling(normalize_path(p), "dvc.lock") for p in repo_has_dvc_yaml]
-    pointers = [f"{o}.dvc" for o in added_outputs(outputs, stage_outs)]
-    return _unique([*pointers, *locks, *(normalize_path(m) for m in metrics_files)])
-
-
-# --------------------------------------------------------------------------- the checkout
-
-
-def ensure_gitignored(repo_root: Path, paths: Iterable[str]) -> list[str]:
-    """Add ``/<name>`` to ``<parent>/.gitignore`` for each path git does not ignore yet, as
-    ``dvc add`` does in a git repository (on the runner, without git, it writes none).
-    Returns the .gitignore files it changed (repository-relative), for the pull request."""
-    changed: list[str] = []
-    for rel in _unique(normalize_path(p) for p in paths):
-        done = _git(repo_root, "check-ignore", "-q", "--no-index", "--", rel)
-        if done is not None and done.returncode == 0:
-            continue  # already ignored
-        parent, name = posixpath.split(rel)
-        ignore = repo_root / parent / ".gitignore" if parent else repo_root / ".gitignore"
-        entry = "/" + _escape_gitignore(name)
-        text = ignore.read_text() if ignore.exists() else ""
-        if entry in text.splitlines():
-            continue
-        ignore.parent.mkdir(parents=True, exist_ok=True)
-        ignore.write_text(text + ("" if not text or text.endswith("\n") else "\n") + entry + "\n")
-        changed.append(posixpath.join(parent, ".gitignore") if parent else ".gitignore")
-    return _unique(changed)
-
-
-def _escape_gitignore(name: str) -> str:
-    escaped = re.sub(r"([*?\[\]\\!#])", r"\\\1", name)
-    if escaped.endswith(" "):
-        escaped = escaped[:-1] + "\\ "
-    return escaped
