@@ -13,14 +13,14 @@ class RecompareError(Exception):
 
 
 def recompare(record: RunRecord) -> Comparison:
-    config = RunConfig.model_validate(record.get("config") or {})
-    mlflow = record.get("mlflow") or {}
-    run_id = mlflow.get("run_id")
+    config = RunConfig.model_validate(record.config)
+    mlflow = record.mlflow
+    run_id = mlflow.run_id
     if not run_id:
-        raise RecompareError(f"run {record.run_id} has no MLflow run (status: {record.get('status')})")
-    if record.get("status") not in ("succeeded", "gate-failed"):
-        raise RecompareError(f"run {record.run_id} did not finish its job (status: {record.get('status')})")
-    tracking = Tracking(mlflow["tracking_uri"], mlflow["experiment"])
+        raise RecompareError(f"run {record.run_id} has no MLflow run (status: {record.status})")
+    if record.status is None or not record.status.has_result:
+        raise RecompareError(f"run {record.run_id} did not finish its job (status: {record.status})")
+    tracking = Tracking(mlflow.tracking_uri, mlflow.experiment)
     try:
         after, _ = tracking.run_metrics(run_id)
         base = tracking.baseline(config.compare.base, exclude_run_id=run_id, keys=list(config.metrics))

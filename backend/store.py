@@ -17,8 +17,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NoReturn, TypeVar, overload
 
+from trainboard.backend.record import (
+    BaselineNote,
+    ErrorEntry,
+    JobInfo,
+    MlflowInfo,
+    PullRequestInfo,
+    RecordError,
+    RunData,
+    RunnerInfo,
+    RunStatus,
+    StageInfo,
+    StaleMetrics,
+    coerced,
+    typed_view,
+)
+
+__all__ = ["RECORD", "RecordError", "RunData", "RunRecord", "RunStatus", "RunStore", "masked_record",
+           "new_run_id", "recorded_config"]
+
+T = TypeVar("T")
 RECORD = "record.json"
 Masker = Callable[[Any], Any]  # a JSON-like value -> the same with secrets masked (Redactor.data)
 # Space set aside in each live run's folder, freed when the disk fills so that the
@@ -31,27 +51,102 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+class _Typed(Generic[T]):
+    """A key of the record read through its typed view: ``record.status`` is
+    ``record.info.status``. Read-only: ``record.update(status=...)`` checks and writes."""
+
+    name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, record: None, owner: type) -> _Typed[T]: ...
+    @overload
+    def __get__(self, record: RunRecord, owner: type) -> T: ...
+    def __get__(self, record: RunRecord | None, owner: type) -> _Typed[T] | T:
+        if record is None:
+            return self
+        value: T = getattr(record.info, self.name)
+        return value
+
+    def __set__(self, record: RunRecord, value: Any) -> NoReturn:
+        raise AttributeError(f"record.{self.name} is read-only: record.update({self.name}=...) checks and writes it")
+
+
 @dataclass
 class RunRecord:
-    """The run's state as last written. ``data`` is plain JSON."""
+    """The run's state as last written. ``data`` is the record's JSON, kept as read or
+    written (keys this version does not know included); ``info`` and the attributes
+    below read it typed (trainboard.backend.record.RunData)."""
 
     path: Path  # the run's folder
     data: dict[str, Any]
     # Masks every string before it is written; None: this environment's secrets and token shapes.
     redact: Masker | None = field(default=None, repr=False, compare=False)
+    _info: RunData | None = field(default=None, init=False, repr=False, compare=False)
+
+    created_at = _Typed[float | None]()
+    name = _Typed[str]()
+    config_path = _Typed[str]()
+    overrides = _Typed[list[str]]()
+    config = _Typed[dict[str, Any]]()
+    branch = _Typed[str]()
+    commit = _Typed[str]()
+    dirty = _Typed[bool]()
+    runner = _Typed[RunnerInfo]()
+    mlflow = _Typed[MlflowInfo]()
+    status = _Typed[RunStatus | None]()
+    stages = _Typed[dict[str, StageInfo]]()
+    trainboard_pid = _Typed[int | None]()
+    setup = _Typed[JobInfo | None]()
+    job = _Typed[JobInfo | None]()
+    dvc = _Typed[JobInfo | None]()
+    dvc_files = _Typed[list[str]]()
+    job_tracking_uri = _Typed[str | None]()
+    job_exit_code = _Typed[int | None]()
+    job_seconds = _Typed[float | None]()
+    metrics_stale = _Typed[StaleMetrics | None]()
+    verdict_on_stale_metrics = _Typed[bool]()
+    verdict = _Typed[str]()
+    gates_passed = _Typed[bool | None]()
+    comparison = _Typed[dict[str, Any] | None]()
+    baseline_note = _Typed[BaselineNote | None]()
+    pull_request = _Typed[PullRequestInfo | None]()
+    report = _Typed[str]()
+    cost = _Typed[float | None]()
+    exit_code = _Typed[int | None]()
+    finished_at = _Typed[float | None]()
+    duration = _Typed[float | None]()
+    errors = _Typed[list[ErrorEntry]]()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "data":  # a new JSON: read it typed again when asked
+            super().__setattr__("_info", None)
+
+    @property
+    def info(self) -> RunData:
+        """The record typed; a value that does not fit its key's type reads as the default."""
+        if self._info is None:
+            self._info = typed_view(self.data)
+        return self._info
 
     @property
     def run_id(self) -> str:
-        return str(self.data["run_id"])
+        return self.info.run_id or self.path.name
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The key's value in the JSON, as written (prefer the typed attributes)."""
         return self.data.get(key, default)
 
     def update(self, **fields: Any) -> None:
-        self.data.update(fields)
+        """Set keys, each checked against its type (RecordError when it does not fit), and save."""
+        self.data.update(coerced(fields, f"run record {self.path / RECORD}"))
         self.save()
 
     def save(self) -> None:
+        self._info = None  # ``data`` may have been changed in place
         text = json.dumps(masked_record(self.data, self.redact), indent=2, default=str)
         try:
             self._write(text)
@@ -105,10 +200,11 @@ class RunStore:
 
         The config and overrides are kept masked from the start, in memory too."""
         path = self.runs / run_id
+        fields = coerced({"run_id": run_id, "created_at": time.time(), **fields}, f"run record {path / RECORD}")
         path.mkdir(parents=True, exist_ok=False)
         with open(path / RESERVE, "wb") as fh:
             fh.write(b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
-        data = masked_record({"run_id": run_id, "created_at": time.time(), **fields}, redact)
+        data = masked_record(fields, redact)
         record = RunRecord(path=path, data=data, redact=redact)
         record.save()
         return record
@@ -155,10 +251,10 @@ def recorded_config(record: RunRecord) -> dict[str, Any]:
     from trainboard.backend.config import ConfigError, load_config
     from trainboard.backend.redact import MASK, unmask_config
 
-    masked = record.get("config") or {}
-    if not isinstance(masked, dict) or MASK not in json.dumps(masked):
-        return masked if isinstance(masked, dict) else {}
-    where = record.get("config_path")
+    masked = record.config
+    if MASK not in json.dumps(masked):
+        return masked
+    where = record.config_path
     if not where:
         return masked
     path = Path(str(where))

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from trainboard.backend.compare import Comparison
+from trainboard.backend.record import RunStatus
+
+if TYPE_CHECKING:
+    from trainboard.backend.store import RunRecord
+
+# The colour of each status in `trainboard runs`.
+STATUS_STYLES = {RunStatus.SUCCEEDED: "green", RunStatus.GATE_FAILED: "red", RunStatus.JOB_FAILED: "red",
+                 RunStatus.ERROR: "red", RunStatus.RUNNING: "yellow", RunStatus.CANCELLED: "magenta",
+                 RunStatus.DETACHED: "cyan"}
 
 
 def comparison_table(comp: Comparison) -> Table:
@@ -35,27 +44,24 @@ def verdict_text(comp: Comparison) -> Text:
     return Text(comp.verdict, style="bold green" if comp.passed else "bold red")
 
 
-def runs_table(records: list[Any]) -> Table:
+def runs_table(records: list[RunRecord]) -> Table:
     table = Table(title="trainboard runs", title_justify="left")
     for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took"):
         table.add_column(name, no_wrap=True)
     table.add_column("Verdict", overflow="fold", ratio=1)
     for record in records:
-        data = record.data
-        status = data.get("status", "?")
-        style = {"succeeded": "green", "gate-failed": "red", "job-failed": "red", "error": "red",
-                 "running": "yellow", "cancelled": "magenta", "detached": "cyan"}.get(status, "")
-        took = data.get("duration")
-        job = data.get("job_exit_code")
+        status = record.status
+        took = record.duration
+        job = record.job_exit_code
         table.add_row(
             record.run_id,
-            str(data.get("name", "")),
-            Text(status, style=style),
-            str(data.get("branch", "")),
-            str(data.get("commit", ""))[:7] + ("*" if data.get("dirty") else ""),
+            record.name,
+            Text(str(status or "?"), style=STATUS_STYLES.get(status, "") if status else ""),
+            record.branch,
+            record.commit[:7] + ("*" if record.dirty else ""),
             "—" if job is None else f"exit {job}",
             "—" if took is None else format_seconds(took),
-            str(data.get("verdict", "")),
+            record.verdict,
         )
     return table
 

@@ -10,25 +10,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trainboard.backend.compare import Comparison
 from trainboard.backend.config import RunConfig
 from trainboard.backend.events import MetricPoint
 from trainboard.backend.store import RunRecord
 from trainboard.tui.render import format_seconds
-from trainboard.tui.widgets.marks import LIVE_STATUSES
 
 LOG_LINES = 2000  # how much of a run's log the runs screen shows
 
 
 def status(record: RunRecord) -> str:
-    return str(record.get("status") or "?")
+    return str(record.status or "?")
 
 
 def is_live(record: RunRecord) -> bool:
     """Whether the run's job may still be going (running, or detached)."""
-    return status(record) in LIVE_STATUSES
+    return record.status is not None and record.status.is_live
 
 
 def attach_hint(record: RunRecord) -> str:
@@ -37,12 +35,11 @@ def attach_hint(record: RunRecord) -> str:
 
 def duration(record: RunRecord, now: float | None = None) -> float | None:
     """Seconds the run took, or has taken so far while it is live."""
-    took = record.get("duration")
-    if took is not None:
-        return float(took)
-    created = record.get("created_at")
+    if record.duration is not None:
+        return record.duration
+    created = record.created_at
     if created is not None and is_live(record):
-        return max(0.0, (now or time.time()) - float(created))
+        return max(0.0, (now or time.time()) - created)
     return None
 
 
@@ -53,15 +50,13 @@ def duration_text(record: RunRecord, now: float | None = None) -> str:
 
 def cost_text(record: RunRecord, now: float | None = None) -> str:
     """What the runner cost: nothing on this machine; hourly price times the run's time elsewhere."""
-    if record.get("cost") is not None:
-        return f"${float(record.get('cost')):.2f}"
-    runner = record.get("runner") or {}
-    price = runner.get("hourly_price") if isinstance(runner, dict) else None
+    if record.cost is not None:
+        return f"${record.cost:.2f}"
+    price = record.runner.hourly_price
     took = duration(record, now)
     if price is not None and took is not None:
-        return f"${float(price) * took / 3600:.2f}"
-    kind = runner.get("kind") if isinstance(runner, dict) else None
-    return "$0.00" if kind in (None, "local") else "—"
+        return f"${price * took / 3600:.2f}"
+    return "$0.00" if record.runner.kind in ("", "local") else "—"
 
 
 def config_of(record: RunRecord) -> RunConfig | None:
@@ -112,7 +107,7 @@ class SavedComparison:
 
 
 def saved_comparison(record: RunRecord) -> SavedComparison:
-    data: Any = record.get("comparison")
+    data = record.comparison
     if not data:
         return SavedComparison(None, f"no comparison: the run {status(record)}")
     try:

@@ -90,13 +90,13 @@ class RunDetailScreen(Screen[None]):
         record = self.record
         status = run_files.status(record)
         mark, style = STATUS_MARKS.get(status, ("?", "$text-muted"))
-        commit = str(record.get("commit") or "")[:7] + ("*" if record.get("dirty") else "")
-        runner = (record.get("runner") or {}).get("kind", "?")
+        commit = record.commit[:7] + ("*" if record.dirty else "")
+        runner = record.runner.kind or "?"
         sep = (" · ", "$text-muted")
         lines = [
             Content.assemble((f"run {record.run_id}", "bold $accent"), sep, (f"{mark} {status}", f"bold {style}")),
             Content.assemble(
-                f"{record.get('branch') or '?'} @ {commit or '?'}",
+                f"{record.branch or '?'} @ {commit or '?'}",
                 sep,
                 f"runner {runner}",
                 sep,

@@ -38,18 +38,18 @@ def status_cell(record: RunRecord) -> Text:
 
 
 def row_cells(record: RunRecord, now: float) -> dict[str, Text]:
-    commit = str(record.get("commit") or "")[:7] + ("*" if record.get("dirty") else "")
-    verdict = str(record.get("verdict") or "")
+    commit = record.commit[:7] + ("*" if record.dirty else "")
+    verdict = record.verdict
     if not verdict and run_files.is_live(record):
         verdict = run_files.attach_hint(record)
     elif not verdict:
         verdict = "—"
-    passed = record.get("gates_passed")
+    passed = record.gates_passed
     verdict_style = "$text-muted" if passed is None else ("$success" if passed else "$error")
     return {
         "run": Text(record.run_id),
         "status": status_cell(record),
-        "branch": Text(str(record.get("branch") or "—")),
+        "branch": Text(record.branch or "—"),
         "commit": Text(commit or "—"),
         "took": Text(run_files.duration_text(record, now), justify="right"),
         "cost": Text(run_files.cost_text(record, now), justify="right"),

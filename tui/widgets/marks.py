@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.markup import parse_style
 
 from trainboard.backend.events import StageState
+from trainboard.backend.record import RunStatus
 
 # Icon and theme variable for each state of a stage.
 STAGE_MARKS: dict[StageState, tuple[str, str]] = {
@@ -18,20 +19,21 @@ STAGE_MARKS: dict[StageState, tuple[str, str]] = {
 }
 
 # How a finished run's status reads, with the theme variable that colours it.
+# Keyed by RunStatus, a StrEnum: a status read as a plain string finds its mark too.
 STATUS_MARKS: dict[str, tuple[str, str]] = {
-    "succeeded": ("✓", "$success"),
-    "gate-failed": ("✗", "$error"),
-    "job-failed": ("✗", "$error"),
-    "config-error": ("✗", "$error"),
-    "error": ("✗", "$error"),
-    "cancelled": ("■", "$warning"),
-    "detached": ("◆", "$accent"),  # the job runs on: `trainboard attach RUN` comes back
-    "running": ("●", "$warning"),
+    RunStatus.SUCCEEDED: ("✓", "$success"),
+    RunStatus.GATE_FAILED: ("✗", "$error"),
+    RunStatus.JOB_FAILED: ("✗", "$error"),
+    RunStatus.CONFIG_ERROR: ("✗", "$error"),
+    RunStatus.ERROR: ("✗", "$error"),
+    RunStatus.CANCELLED: ("■", "$warning"),
+    RunStatus.DETACHED: ("◆", "$accent"),  # the job runs on: `trainboard attach RUN` comes back
+    RunStatus.RUNNING: ("●", "$warning"),
 }
 # Statuses of a run whose job may still be going.
-LIVE_STATUSES = ("running", "detached")
+LIVE_STATUSES = tuple(s for s in RunStatus if s.is_live)
 # Statuses of a run that failed: the dashboard shows the end of its log.
-FAILED_STATUSES = ("job-failed", "error")
+FAILED_STATUSES = tuple(s for s in RunStatus if s.is_failure)
 
 
 def rich_style(spec: str) -> RichStyle:
