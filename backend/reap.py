@@ -19,9 +19,9 @@ instances that used it are terminated.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,20 +30,16 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from trainboard.backend.runners.base import RunnerError
-from trainboard.backend.runners.ec2 import (
-    TAG_EXPIRES,
-    TAG_RUN,
-    aws_config,
-    aws_session,
-    error_code,
-    error_message,
-)
+from trainboard.backend.runners.ec2 import teardown
+from trainboard.backend.runners.ec2.client import aws_config, aws_session
+from trainboard.backend.runners.ec2.context import TAG_EXPIRES, TAG_RUN
+from trainboard.backend.runners.ec2.errors import error_message
 from trainboard.backend.store import RunStore
 
 ACTIVE = ("running", "detached")
-LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
-TERMINATE_WAIT = 300.0  # seconds for orphan instances to terminate before their groups go
-GROUP_RETRY_WAIT = 120.0  # seconds of DependencyViolation retries per group
+LIVE_INSTANCE_STATES = teardown.LIVE_INSTANCE_STATES
+TERMINATE_WAIT = teardown.TERMINATE_TIMEOUT  # seconds for orphan instances to terminate before their groups go
+GROUP_RETRY_WAIT = teardown.GROUP_DELETE_TIMEOUT  # seconds of DependencyViolation retries per group
 OK, FAILED = 0, 3  # exit codes (trainboard.backend.exitcodes: OK, INFRA_ERROR)
 
 
@@ -167,7 +163,12 @@ def find_orphans(ec2_client: Any, store: RunStore, now: dt.datetime) -> list[Orp
 def delete_orphans(ec2_client: Any, orphans: list[Orphan]) -> list[str]:
     """Delete the orphans: instances (terminate), spot requests (cancel), key pairs, then
     security groups once those instances are terminated. Returns a line per failure."""
-    ec2 = ec2_client
+    return asyncio.run(_delete_orphans(ec2_client, orphans))
+
+
+async def _delete_orphans(ec2: Any, orphans: list[Orphan]) -> list[str]:
+    """The ec2 runner's teardown steps, one after another in this thread."""
+    call = teardown.in_this_thread
     problems: list[str] = []
     by_kind: dict[str, list[Orphan]] = {}
     for orphan in orphans:
@@ -175,69 +176,33 @@ def delete_orphans(ec2_client: Any, orphans: list[Orphan]) -> list[str]:
     instances = [o.id for o in by_kind.get("instance", [])]
     if instances:
         try:
-            ec2.terminate_instances(InstanceIds=instances)
+            await teardown.terminate_instances(call, ec2, instances)
         except (ClientError, BotoCoreError) as exc:
-            if error_code(exc) != "InvalidInstanceID.NotFound":
-                problems.append(f"terminating {', '.join(instances)}: {error_message(exc)}")
-                instances = []
+            problems.append(f"terminating {', '.join(instances)}: {error_message(exc)}")
+            instances = []
     requests = [o.id for o in by_kind.get("spot-request", [])]
     if requests:
         try:
-            ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=requests)
+            await teardown.cancel_spot_requests(call, ec2, requests)
         except (ClientError, BotoCoreError) as exc:
             problems.append(f"cancelling spot requests {', '.join(requests)}: {error_message(exc)}")
     for key in by_kind.get("key-pair", []):
         try:
-            ec2.delete_key_pair(KeyName=key.id)
+            await teardown.delete_key_pair(call, ec2, key.id)
         except (ClientError, BotoCoreError) as exc:
-            if error_code(exc) != "InvalidKeyPair.NotFound":
-                problems.append(f"key pair {key.id}: {error_message(exc)}")
+            problems.append(f"key pair {key.id}: {error_message(exc)}")
     groups = by_kind.get("security-group", [])
     if groups and instances:
         try:
-            _wait_terminated(ec2, instances)
+            await teardown.wait_terminated(call, ec2, instances, TERMINATE_WAIT, noun="instances")
         except RunnerError as exc:
             problems.append(str(exc))
     for group in groups:
         try:
-            _delete_group(ec2, group.id)
+            await teardown.delete_group(call, ec2, group.id, GROUP_RETRY_WAIT)
         except RunnerError as exc:
             problems.append(str(exc))
     return problems
-
-
-def _wait_terminated(ec2: Any, ids: list[str]) -> None:
-    delay, deadline = 0.5, time.monotonic() + TERMINATE_WAIT
-    while True:
-        try:
-            resp = ec2.describe_instances(InstanceIds=ids)
-        except ClientError as exc:
-            if error_code(exc) == "InvalidInstanceID.NotFound":
-                return
-            raise RunnerError(f"instances {', '.join(ids)}: {error_message(exc)}") from None
-        states = [i["State"]["Name"] for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
-        if all(s == "terminated" for s in states):
-            return
-        if time.monotonic() > deadline:
-            raise RunnerError(f"instances {', '.join(ids)} not terminated after {TERMINATE_WAIT:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
-
-
-def _delete_group(ec2: Any, group_id: str) -> None:
-    delay, deadline = 1.0, time.monotonic() + GROUP_RETRY_WAIT
-    while True:
-        try:
-            ec2.delete_security_group(GroupId=group_id)
-            return
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc)
-            if code == "InvalidGroup.NotFound":
-                return
-            if code != "DependencyViolation" or time.monotonic() > deadline:
-                raise RunnerError(f"security group {group_id}: {error_message(exc)}") from None
-        time.sleep(delay)
-        delay = min(delay * 1.5, 10.0)
 
 
 def reap(root: Path, region: str | None, dry_run: bool, echo: Callable[[str], None]) -> int:

@@ -153,7 +153,7 @@ class CheckIp:
 async def test_provision_run_a_job_and_teardown_leaves_nothing(harness: Any, aws: Aws, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     checkip = CheckIp("203.0.113.7\n")
-    monkeypatch.setattr("trainboard.backend.runners.ec2.CHECKIP_URL", checkip.url)
+    monkeypatch.setattr("trainboard.backend.runners.ec2.preflight.CHECKIP_URL", checkip.url)
     h = harness(ssh_cidr="auto", disk_gb=40, max_duration_minutes=60, owner="")
     h.emulate()
     aws.proxy.latency = 0.05
@@ -338,7 +338,7 @@ async def test_missing_permissions_are_a_preflight_error_and_nothing_is_created(
 
 async def test_ssh_cidr_auto_without_an_answer_says_to_set_it(harness: Any, aws: Aws,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("trainboard.backend.runners.ec2.CHECKIP_URL", f"http://127.0.0.1:{free_port()}/")
+    monkeypatch.setattr("trainboard.backend.runners.ec2.preflight.CHECKIP_URL", f"http://127.0.0.1:{free_port()}/")
     h = harness(ssh_cidr="auto")
     with pytest.raises(PreflightError, match="set runner.ssh_cidr"):
         await h.runner.provision()

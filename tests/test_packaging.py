@@ -34,6 +34,8 @@ def test_the_wheel_installs_only_under_trainboard(tmp_path: Path) -> None:
     tops = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
     assert tops == {"trainboard"}
     assert "trainboard/backend/runners/orphan_watchdog.sh" in names  # package data came along
+    assert "trainboard/backend/runners/ec2/instance_watchdog.sh" in names
+    assert "trainboard/backend/runners/ec2/cloud-config.yaml" in names
     assert "trainboard/backend/templates/trainboard.yml" in names
     assert "trainboard/tui/cli.py" in names
 
