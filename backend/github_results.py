@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainboard.backend.compare import Comparison
-from trainboard.backend.github import (
+from trainboard.backend.github.actions import actions_event, actions_run_url, full_name
+from trainboard.backend.github.client import Client, Where, own_login, read_repo
+from trainboard.backend.github.comments import (
+    config_slug,
+    locked_error,
+    marker,
+    neutralize_markers,
+    post_statuses,
+    upsert_comment,
+)
+from trainboard.backend.github.common import (
     BODY_LIMIT,
     DEFAULT_NAME,
     REPORT_FILE,
@@ -30,23 +40,9 @@ from trainboard.backend.github import (
     PublishError,
     PublishResult,
     RunInfo,
-    _Client,
-    _combined_scrub,
-    _full_name,
-    _locked,
-    _own_login,
-    _post_statuses,
-    _read_repo,
-    _upsert_comment,
-    _Where,
-    actions_event,
-    actions_run_url,
-    config_slug,
-    fit_body,
-    marker,
-    neutralize_markers,
-    rewrite_links,
+    combined_scrub,
 )
+from trainboard.backend.github.plan import fit_body, rewrite_links
 
 if TYPE_CHECKING:
     from github.Repository import Repository
@@ -75,14 +71,14 @@ def workflow_run_event(env: Mapping[str, str]) -> WorkflowRunEvent | None:
     sha = wr.get("head_sha")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
         return None
-    repo = _full_name(event.get("repository")) or _full_name(wr.get("repository")) or env.get("GITHUB_REPOSITORY", "")
+    repo = full_name(event.get("repository")) or full_name(wr.get("repository")) or env.get("GITHUB_REPOSITORY", "")
     number = 0
     for pr in wr.get("pull_requests") or []:
         if isinstance(pr, dict) and isinstance(pr.get("number"), int) and (
                 (pr.get("head") or {}).get("sha") in (None, sha)):
             number = pr["number"]
             break
-    head_repo = _full_name(wr.get("head_repository"))
+    head_repo = full_name(wr.get("head_repository"))
     branch = wr.get("head_branch")
     return WorkflowRunEvent(repo=repo, head_sha=sha, pr_number=number, head_owner=head_repo.split("/", 1)[0],
                             head_branch=branch if isinstance(branch, str) else "")
@@ -160,8 +156,22 @@ def publish_results(
     if event is None or not event.repo:
         raise PublishError("trainboard pr --results publishes for a `workflow_run` workflow: GITHUB_EVENT_PATH "
                            "must hold its event (workflow_run.head_sha, workflow_run.pull_requests)")
-    scrub = _combined_scrub(token, redact)
-    folder = results_folder(results)
+    scrub = combined_scrub(token, redact)
+    run, report = _read_results(results_folder(results), event)
+    body = _comment_body(run, report, event, scrub)
+    client = Client(settings, token, scrub, sleep, clock, Where(actions=env.get("GITHUB_ACTIONS") == "true"))
+    try:
+        return _post(client, settings, event, run, body, env)
+    except PublishError:
+        raise
+    except Exception as exc:  # never chain: request data
+        raise PublishError(scrub(f"publishing to GitHub failed: {type(exc).__name__}: {exc}")) from None
+    finally:
+        client.close()
+
+
+def _read_results(folder: Path, event: WorkflowRunEvent) -> tuple[RunInfo, str]:
+    """The run an artifact's record describes, checked field by field, and its report (data only)."""
     try:
         record = json.loads(_read_capped(folder / "record.json", RECORD_LIMIT))
     except (OSError, ValueError):
@@ -180,37 +190,39 @@ def publish_results(
     comparison = _untrusted_comparison(record.get("comparison"))
     run = RunInfo(run_id=run_id, branch=config_slug(event.head_branch or "pull request"), commit=event.head_sha,
                   name=name, verdict=comparison.verdict if comparison else "", comparison=comparison, status=status)
+    return run, report
+
+
+def _comment_body(run: RunInfo, report: str, event: WorkflowRunEvent, scrub: Callable[[str], str]) -> str:
+    """The report comment: the artifact's report, masked, its links never followed."""
 
     def not_published(alt: str, target: str) -> str:
         return f"*({config_slug(alt or target)}: in the workflow run's artifact; plots are not published from it)*"
 
     rendered = neutralize_markers(rewrite_links(scrub(report), lambda target: None, not_published))
     footer = (f"\n---\n*Posted by trainboard's workflow_run workflow from the pull request run's artifact "
-              f"(run `{run_id}`, commit `{event.head_sha[:10]}`).*\n")
-    body = scrub(fit_body(f"{marker(name)}\n{rendered}\n{footer}", BODY_LIMIT, "in the workflow run's artifact"))
-    client = _Client(settings, token, scrub, sleep, clock, _Where(actions=env.get("GITHUB_ACTIONS") == "true"))
-    try:
-        repo = _read_repo(client, event.repo)
-        login = _own_login(client)
-        number = event.pr_number
-        if not number:
-            number = client.call(f"finding the pull request of {event.head_owner}:{event.head_branch}",
-                                 lambda: _pull_for_head(repo, event))
-        pr = client.call(f"reading pull request #{number}", lambda: repo.get_pull(number))
-        if pr.locked:
-            raise _locked(pr.number)
-        comment = client.call(f"writing the report comment on #{pr.number}",
-                              lambda: _upsert_comment(pr, body, name, login), needs="pull-requests: write")
-        statuses = _post_statuses(client, repo, event.head_sha, run, comment.html_url or actions_run_url(env)) \
-            if settings.statuses else ()
-        return PublishResult(pr_number=pr.number, pr_url=pr.html_url, comment_url=comment.html_url,
-                             created_pr=False, branch="", repo=event.repo, pr_ci=True, statuses=statuses)
-    except PublishError:
-        raise
-    except Exception as exc:  # never chain: request data
-        raise PublishError(scrub(f"publishing to GitHub failed: {type(exc).__name__}: {exc}")) from None
-    finally:
-        client.close()
+              f"(run `{run.run_id}`, commit `{event.head_sha[:10]}`).*\n")
+    return scrub(fit_body(f"{marker(run.name)}\n{rendered}\n{footer}", BODY_LIMIT, "in the workflow run's artifact"))
+
+
+def _post(client: Client, settings: GithubSettings, event: WorkflowRunEvent, run: RunInfo, body: str,
+          env: Mapping[str, str]) -> PublishResult:
+    """The report comment on the event's pull request, the statuses on its head commit."""
+    repo = read_repo(client, event.repo)
+    login = own_login(client)
+    number = event.pr_number
+    if not number:
+        number = client.call(f"finding the pull request of {event.head_owner}:{event.head_branch}",
+                             lambda: _pull_for_head(repo, event))
+    pr = client.call(f"reading pull request #{number}", lambda: repo.get_pull(number))
+    if pr.locked:
+        raise locked_error(pr.number)
+    comment = client.call(f"writing the report comment on #{pr.number}",
+                          lambda: upsert_comment(pr, body, run.name, login), needs="pull-requests: write")
+    statuses = post_statuses(client, repo, event.head_sha, run, comment.html_url or actions_run_url(env)) \
+        if settings.statuses else ()
+    return PublishResult(pr_number=pr.number, pr_url=pr.html_url, comment_url=comment.html_url,
+                         created_pr=False, branch="", repo=event.repo, pr_ci=True, statuses=statuses)
 
 
 def _pull_for_head(repo: Repository, event: WorkflowRunEvent) -> int:
