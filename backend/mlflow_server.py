@@ -16,19 +16,19 @@ outlive the run.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from trainboard.backend.compat_mlflow import tracking_app
 from trainboard.backend.tracking import TrackingError, prefetch
 
 LOCAL_SCHEMES = ("sqlite:", "file:")
 
 
-def needs_forwarding(tracking_uri: str, runner_kind: str) -> bool:
-    """Whether a job on this runner needs the local server to reach the tracking store."""
-    return runner_kind != "local" and tracking_uri.startswith(LOCAL_SCHEMES)
+def needs_forwarding(tracking_uri: str, shares_filesystem: bool) -> bool:
+    """Whether a job on a runner (sharing this machine's files or not) needs the local server to reach the store."""
+    return not shares_filesystem and tracking_uri.startswith(LOCAL_SCHEMES)
 
 
 class LocalTrackingServer:
@@ -53,19 +53,10 @@ class LocalTrackingServer:
 
     def _start(self) -> None:
         prefetch().join()
-        # MLflow's server reads its store from these (as `mlflow server` sets them for its workers).
-        os.environ["_MLFLOW_SERVER_FILE_STORE"] = self.backend_uri
-        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = str(self.artifact_root)
-        from mlflow.server import app, handlers
+        # MLflow's app with our store made now (so a bad store fails here), not a store an
+        # earlier server of this process left cached: MLflow's privates, see compat_mlflow.
+        app = tracking_app(self.backend_uri, str(self.artifact_root))
         from werkzeug.serving import WSGIRequestHandler, make_server
-
-        # The server module keeps its stores in module globals, made on first use: a
-        # second server in one process (tests, an attach after a run) must not get the
-        # first one's store. Reset them and make ours now, so a bad store fails here.
-        for name in ("_tracking_store", "_model_registry_store", "_job_store"):
-            if getattr(handlers, name, None) is not None:
-                setattr(handlers, name, None)
-        handlers._get_tracking_store(self.backend_uri, str(self.artifact_root))
 
         class QuietHandler(WSGIRequestHandler):
             def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002

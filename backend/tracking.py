@@ -5,35 +5,62 @@ level: :func:`prefetch` starts the import in a thread early in the run, and
 every call that touches MLflow is made through :func:`in_thread` by the
 session, off the event loop.
 
-Every call is bounded. MLflow's HTTP client retries a dead server for about
-four minutes by default (7 retries, backoff factor 2, 120 s per request):
-while a session runs, trainboard's own requests get one try of
-:data:`REQUEST_TIMEOUT` seconds (:func:`limit_http_client`), and the jobs it
-starts keep the generous defaults (:func:`job_http_env`). The calls run in
-daemon threads of their own, never in asyncio's default executor, which
-``asyncio.run`` joins at exit: a call stuck on a hung server cannot keep the
-process alive after the run has finished.
+Every call is bounded: ``tracking_calls`` holds the HTTP client's limits, the
+daemon-thread calls and the server probe (every public name of it is importable
+from here). What this module needs of MLflow's private parts goes through
+``compat_mlflow``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from trainboard.backend.compat_mlflow import metric_objects
 from trainboard.backend.events import MetricPoint
+from trainboard.backend.tracking_calls import (
+    JOB_HTTP_DEFAULTS,
+    POLL_TIMEOUT,
+    REQUEST_TIMEOUT,
+    display_uri,
+    in_thread,
+    is_http,
+    job_http_env,
+    limit_http_client,
+    probe,
+    why_unreachable,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "BRANCH_TAG",
+    "COMMIT_TAG",
+    "JOB_HTTP_DEFAULTS",
+    "PARAMS_HASH_TAG",
+    "POLL_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "RUN_TAG",
+    "Baseline",
+    "MetricCursor",
+    "Tracking",
+    "TrackingError",
+    "display_uri",
+    "flatten",
+    "in_thread",
+    "is_http",
+    "job_http_env",
+    "limit_http_client",
+    "prefetch",
+    "probe",
+    "resolve_uri",
+    "why_unreachable",
+]
 
 BRANCH_TAG = "mlflow.source.git.branch"
 COMMIT_TAG = "mlflow.source.git.commit"
@@ -43,180 +70,9 @@ PARAMS_HASH_TAG = "trainboard.params_hash"
 
 T = TypeVar("T")
 
-REQUEST_TIMEOUT = 5  # seconds for one HTTP request of trainboard's own (MLflow takes whole seconds)
-POLL_TIMEOUT = REQUEST_TIMEOUT + 3.0  # a poll's hard bound, whatever the store (a locked SQLite file too)
-
-# trainboard's own requests while a session runs: one try, REQUEST_TIMEOUT seconds.
-_CLIENT_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-}
-# What a job gets when its environment did not set them: MLflow's own defaults, so that
-# a job rides out a store's outage of a few minutes (a test checks they are MLflow's).
-JOB_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
-}
-_limits_lock = threading.Lock()
-_limit_holders = 0
-_saved_env: dict[str, str | None] = {}
-
 
 class TrackingError(Exception):
     """MLflow could not be reached or refused a call."""
-
-
-def limit_http_client() -> Callable[[], None]:
-    """Bound MLflow's HTTP client in this process (it reads these variables on every
-    request); the callable returned puts the user's values back once the last holder
-    has released it. Jobs started meanwhile get the user's values: see :func:`job_http_env`."""
-    global _limit_holders
-    with _limits_lock:
-        if _limit_holders == 0:
-            _saved_env.clear()
-            _saved_env.update({name: os.environ.get(name) for name in _CLIENT_LIMITS})
-            os.environ.update(_CLIENT_LIMITS)
-        _limit_holders += 1
-    released = False
-
-    def release() -> None:
-        global _limit_holders
-        nonlocal released
-        with _limits_lock:
-            if released:
-                return
-            released = True
-            _limit_holders -= 1
-            if _limit_holders == 0:
-                for name, value in _saved_env.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
-
-    return release
-
-
-def job_http_env() -> dict[str, str]:
-    """MLflow's HTTP settings for a job this process starts: the user's own, else MLflow's
-    defaults, never the short limits of trainboard's own calls (a local job inherits this
-    process's environment)."""
-    with _limits_lock:
-        values = dict(_saved_env) if _limit_holders else {name: os.environ.get(name) for name in _CLIENT_LIMITS}
-    return {name: value if value is not None else JOB_HTTP_DEFAULTS[name] for name, value in values.items()}
-
-
-async def in_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
-    """``fn(*args)`` in a daemon thread of its own; its result, or its exception.
-
-    After ``timeout`` seconds raise :class:`TimeoutError` and leave the thread to end by
-    itself (its HTTP request is bounded too). Being a daemon, it never holds the
-    process's exit, and a cancelled caller does not wait for it either.
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if done.done():  # the caller gave up (timeout, cancel)
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(cast(T, result))
-
-    def work() -> None:
-        result: Any = None
-        error: BaseException | None = None
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # handed to the caller, whatever it is
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    name = f"trainboard-{getattr(fn, '__name__', 'call')}"
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return await asyncio.wait_for(done, timeout)
-
-
-def is_http(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def display_uri(uri: str) -> str:
-    """``uri`` without a user or password in it, for messages."""
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.hostname or "@" not in parts.netloc:
-        return uri
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def why_unreachable(exc: BaseException) -> str:
-    """A short reason for a failed MLflow call ("connection refused", "no answer within 5 s")."""
-    text = " ".join(str(e) for e in _chain(exc))
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("timed out", f"no answer within {REQUEST_TIMEOUT} s"),
-        ("Read timeout", f"no answer within {REQUEST_TIMEOUT} s"),
-        ("Name or service not known", "unknown host"),
-        ("nodename nor servname", "unknown host"),
-        ("Temporary failure in name resolution", "unknown host"),
-        ("No route to host", "no route to host"),
-        ("Network is unreachable", "network unreachable"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed without an answer"),
-        ("Connection aborted", "connection closed without an answer"),
-    ):
-        if needle in text:
-            return reason
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first[:200]
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 10:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _probe(uri: str, timeout: float) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only)
-            response.read(64)
-    except urllib.error.HTTPError:
-        return ""  # an HTTP answer, even 401 or 404: something serves there
-    except OSError as exc:  # URLError, timeouts, refused connections
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            return f"no answer within {timeout:g} s"
-        if "CERTIFICATE" in str(reason).upper() or "SSL" in type(reason).__name__.upper():
-            return ""  # TLS answered: MLflow's own client says what it thinks of the certificate
-        return why_unreachable(reason if isinstance(reason, BaseException) else exc)
-    return ""
-
-
-async def probe(uri: str, timeout: float = REQUEST_TIMEOUT) -> str:
-    """Whether an HTTP(S) tracking server answers at ``uri``: "" when it does (any HTTP
-    answer counts), else why not. Other stores (SQLite) are not probed: ""."""
-    if not is_http(uri):
-        return ""
-    try:
-        return await in_thread(_probe, uri, timeout, timeout=timeout + 2)
-    except TimeoutError:
-        return f"no answer within {timeout:g} s"
 
 
 _import_lock = threading.Lock()
@@ -371,8 +227,8 @@ class Tracking:
             run = self.client.get_run(run_id)
         except Exception as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
-        objs = getattr(run.data, "_metric_objs", None)
-        if objs is None:  # pragma: no cover - older MLflow without metric objects
+        objs = metric_objects(run.data)  # MLflow's private RunData._metric_objs: see compat_mlflow
+        if objs is None:  # pragma: no cover - an MLflow without metric objects
             return [MetricPoint(k, float(v), 0, 0) for k, v in run.data.metrics.items()]
         return [MetricPoint(m.key, float(m.value), int(m.step), int(m.timestamp)) for m in objs]
 
