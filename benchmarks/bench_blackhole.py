@@ -62,7 +62,7 @@ async def measure(tmp: Path, runs: int, stall: float, keepalive: float, jitter: 
         config = RunConfig.model_validate({"job": {"command": "bench"}, "metrics": {"lines": {}}})
         session = Session(LoadedConfig(config, tmp / "bench.yaml", (), {}), root=tmp)
         session.runner = runner  # type: ignore[assignment]
-        runner.notify = session._publish
+        runner.notify = session._emit
         lines_at: list[float] = []
         reconnecting: list[float] = []
 

@@ -64,7 +64,7 @@ async def measure(runs: int, outage: float, jitter: float, tmp: Path) -> tuple[l
         config = RunConfig.model_validate({"job": {"command": "bench"}, "metrics": {"lines": {}}})
         session = Session(LoadedConfig(config, tmp / "bench.yaml", (), {}), root=tmp)
         session.runner = runner  # type: ignore[assignment]
-        runner.notify = session._publish
+        runner.notify = session._emit
         arrivals: list[tuple[float, int]] = []  # (time, number of the batch's last line)
         reconnects = 0
 

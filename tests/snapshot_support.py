@@ -44,6 +44,7 @@ from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
 from trainboard.backend.store import RECORD, RunStore
 from trainboard.tui.app import TrainboardApp, make_app
+from trainboard.tui.compat_textual import unhandled_exception
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # for docs/dashboard.py, which runs outside pytest
@@ -337,7 +338,7 @@ class Replay:
 
     async def __call__(self) -> ExitCode:
         for event in self.events:
-            self.session.bus.publish(event)
+            self.session.bus.emit(event)
         self.published = True
         if self.outcome is None:
             await asyncio.Event().wait()
@@ -429,5 +430,6 @@ async def settle(pilot: Any, replay: Replay | None, finished: bool, timeout: flo
 
 def crashed(app: Any) -> None:
     """Raise what the app died of, if it did (a screenshot of a dead app proves nothing)."""
-    if app._exception is not None:
-        raise AssertionError(f"the dashboard crashed: {app._exception!r}") from app._exception
+    error = unhandled_exception(app)
+    if error is not None:
+        raise AssertionError(f"the dashboard crashed: {error!r}") from error

@@ -1,0 +1,100 @@
+"""Jobs on the runner: their spec, starting one (recorded for teardown and attach), and
+following its log into LogLines events until it exits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import IO
+
+from trainboard.backend import events as ev
+from trainboard.backend.exitcodes import JobFailed
+from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
+from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
+from trainboard.backend.stages.base import RunContext
+from trainboard.backend.tracking import job_http_env
+
+TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
+
+
+def job_spec(ctx: RunContext, name: str, commands: tuple[str, ...], extra: dict[str, str] | None = None) -> JobSpec:
+    env = job_http_env()  # the job's MLflow client keeps its long retries (trainboard's own are short)
+    env.update(ctx.config.job.env)
+    env.update(extra or {})
+    return JobSpec(name=name, commands=commands, workdir=ctx.config.job.workdir, env=env)
+
+
+async def start_job(ctx: RunContext, spec: JobSpec) -> JobHandle:
+    """Start a detached job and record it: teardown stops it, attach finds it."""
+    handle = await ctx.runner.start(spec)
+    ctx.state.job.handle = handle
+    ctx.update_record(**{spec.name: {"pid": handle.pid, "log": handle.log_path,
+                                     "exit_path": handle.exit_path, "started_at": handle.started_at}})
+    return handle
+
+
+async def run_job(ctx: RunContext, spec: JobSpec) -> int:
+    """Start a job and follow it to its end; its exit code."""
+    return await follow(ctx, await start_job(ctx, spec), spec.name)
+
+
+async def follow(ctx: RunContext, handle: JobHandle, source: str) -> int:
+    """Stream a job's log into LogLines events until it exits; its exit code.
+
+    The lines, masked, also go to ``<run_dir>/<source>.log``: the log kept here
+    (rewritten from the start, as the runner's log is read from its start).
+    """
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(ctx.run_dir / f"{source}.log", "w", encoding="utf-8", errors="replace") as kept:
+        return await _follow_into(ctx, handle, source, kept)
+
+
+def _send_lines(ctx: RunContext, source: str, lines: list[str], offset: int, kept: IO[str]) -> None:
+    """Masked lines: into the kept log and out as one LogLines event."""
+    masked = ctx.redact.lines(lines)
+    kept.write("\n".join(masked) + "\n")
+    ctx.emit(ev.LogLines(source, tuple(masked), offset))
+
+
+async def _follow_into(ctx: RunContext, handle: JobHandle, source: str, kept: IO[str]) -> int:
+    runner = ctx.runner
+    splitter = LineSplitter()
+    while True:
+        chunk = await runner.tail(handle, splitter.read_pos, CHUNK_SIZE)
+        if chunk:
+            lines = splitter.feed(chunk)
+            if lines:
+                _send_lines(ctx, source, lines, splitter.offset, kept)
+            if len(chunk) == CHUNK_SIZE:
+                await asyncio.sleep(0)  # let the views breathe, then read on
+                continue
+        status = await runner.status(handle)
+        if status.interruption and not ctx.state.runner.interruption:
+            ctx.state.runner.interruption = status.interruption
+            ctx.error(ctx.current_stage(), f"the runner is being interrupted: {status.interruption}")
+        if not status.running:
+            return await _drain(ctx, handle, source, splitter, kept, status.exit_code)
+        if not chunk:
+            kept.flush()  # the full-log view reads it while the job runs
+            await asyncio.sleep(TAIL_IDLE)
+
+
+async def _drain(ctx: RunContext, handle: JobHandle, source: str, splitter: LineSplitter, kept: IO[str],
+                 exit_code: int | None) -> int:
+    """The exit code is written after the log is closed: drain what is left."""
+    while chunk := await ctx.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
+        lines = splitter.feed(chunk)
+        if lines:
+            _send_lines(ctx, source, lines, splitter.offset, kept)
+    rest = splitter.flush()
+    if rest:
+        _send_lines(ctx, source, rest, splitter.offset, kept)
+    if ctx.state.runner.interruption:
+        if source == "job":
+            ctx.state.job.exit_code = exit_code
+            if ctx.state.record is not None:
+                ctx.state.record.update(job_exit_code=exit_code)
+        raise RunnerError(f"the {source} was stopped by an interruption of the runner "
+                          f"(exit code {exit_code}): {ctx.state.runner.interruption}")
+    if exit_code is None:
+        raise JobFailed(f"the {source} vanished without an exit code", None)
+    return exit_code

@@ -1,0 +1,129 @@
+"""Check: everything that can be said before anything is spent (git, the config's folders,
+each hook's check, the tracking server); then the run record, and the MLflow run opened
+in the background while the runner is provisioned."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from trainboard.backend import events as ev
+from trainboard.backend.baselines import find_baseline
+from trainboard.backend.config import ConfigError
+from trainboard.backend.events import Stage
+from trainboard.backend.gitinfo import git_state
+from trainboard.backend.metricfeed import send_baseline
+from trainboard.backend.redact import mask_config
+from trainboard.backend.runnerlink import serve_tracking
+from trainboard.backend.stages.base import RunContext
+from trainboard.backend.tracking import (
+    BRANCH_TAG,
+    COMMIT_TAG,
+    PARAMS_HASH_TAG,
+    RUN_TAG,
+    Tracking,
+    TrackingError,
+    display_uri,
+    in_thread,
+    is_http,
+    prefetch,
+    probe,
+    resolve_uri,
+)
+
+
+class CheckStage:
+    stage = Stage.CHECK
+    needs_job_success = False
+
+    async def run(self, ctx: RunContext) -> str:
+        cfg = ctx.config
+        mlflow_import = prefetch()
+        _check_repository(ctx)
+        for hook in ctx.hooks:
+            hook.check(ctx)
+        uri = resolve_uri(cfg.mlflow.tracking_uri, ctx.root)
+        problem = await probe(uri)  # a tracking server that does not answer: said now, in seconds
+        if problem:
+            raise TrackingError(str(ctx.loaded.error(
+                "mlflow.tracking_uri", f"no MLflow tracking server answers at {display_uri(uri)}: {problem}",
+                fix="start the tracking server, or point mlflow.tracking_uri at one that runs "
+                    "(or use the local store, sqlite:///.trainboard/mlflow.db); nothing was started")))
+        ctx.state.tracking.client = Tracking(uri, cfg.mlflow.experiment, ctx.root / ".trainboard" / "mlartifacts")
+        _create_record(ctx, uri)
+        # MLflow's import and first store access take seconds: the run is
+        # created while the runner is provisioned, synced and set up.
+        ctx.state.tracking.opening = asyncio.create_task(_open_tracking(ctx, mlflow_import))
+        serve_tracking(ctx, uri)  # a remote job cannot open the local store: serve it here, forward it there
+        return ""
+
+
+def _check_repository(ctx: RunContext) -> None:
+    git = ctx.state.git = git_state(ctx.root)
+    if not git.is_git:
+        raise ConfigError(
+            f"{ctx.root} is not inside a git repository",
+            file=str(ctx.loaded.path),
+            fix="run trainboard from a git checkout (`git init` and commit your code): it syncs "
+            "the current commit plus uncommitted changes, and compares branches",
+        )
+    workdir = ctx.config.job.workdir
+    if not (ctx.root / workdir).is_dir():
+        raise ctx.loaded.error("job.workdir", f"folder {workdir!r} does not exist in {ctx.root}",
+                               fix="name a folder of the repository, relative to its root")
+
+
+def _create_record(ctx: RunContext, uri: str) -> None:
+    cfg, git = ctx.config, ctx.state.git
+    assert git is not None
+    ctx.state.record = ctx.store.create(
+        ctx.run_id,
+        redact=ctx.redact.data,  # the config and overrides are kept masked
+        name=cfg.name,
+        config_path=str(ctx.loaded.path.resolve()),  # attach reads the secrets back from it
+        overrides=list(ctx.loaded.overrides),
+        config=ctx.loaded.raw,
+        branch=git.branch,
+        commit=git.commit,
+        dirty=git.dirty,
+        runner={"kind": cfg.runner.kind},
+        mlflow={"tracking_uri": uri, "experiment": cfg.mlflow.experiment, "run_id": ""},
+        status="running",
+        stages={},
+        trainboard_pid=os.getpid(),
+    )
+    ctx.emit(ev.RunStarted(run_id=ctx.run_id, branch=git.branch, commit=git.commit, dirty=git.dirty,
+                           runner_kind=cfg.runner.kind, config_path=str(ctx.loaded.path), run_dir=str(ctx.run_dir)))
+
+
+async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
+    """The MLflow run (tagged with the branch and commit), and the baseline."""
+    tracking, git, record, cfg = ctx.state.tracking.client, ctx.state.git, ctx.state.record, ctx.config
+    assert tracking is not None and git is not None and record is not None
+    await in_thread(mlflow_import.join)  # daemon threads: none of them holds the process at exit
+    tags = {
+        RUN_TAG: ctx.run_id,
+        BRANCH_TAG: git.branch,
+        COMMIT_TAG: git.commit,
+        PARAMS_HASH_TAG: cfg.params_hash(),
+        "trainboard.dirty": str(git.dirty).lower(),
+        "trainboard.runner": cfg.runner.kind,
+    }
+
+    async def from_mlflow() -> Any:
+        return await tracking.call(tracking.baseline, cfg.compare.base, None, list(cfg.metrics))
+
+    # A fresh CI checkout's store has no run of the base branch: git notes may (see trainboard.backend.gitbaseline).
+    # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
+    baseline = ctx.state.metrics.baseline = await find_baseline(ctx, from_mlflow,
+                                                                early=not is_http(tracking.tracking_uri))
+    mlflow_run_id = ctx.state.tracking.mlflow_run_id = await tracking.call(
+        tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
+        mask_config(cfg.params)  # a secret-named param is logged as ***
+    )
+    record.update(mlflow={**record.get("mlflow", {}), "run_id": mlflow_run_id,
+                          "baseline_run_id": baseline.mlflow_run_id if baseline else "",
+                          "baseline_source": (baseline.source or "mlflow") if baseline else ""})
+    ctx.emit(ev.TrackingReady(tracking.tracking_uri, tracking.experiment, mlflow_run_id))
+    send_baseline(ctx)

@@ -1,0 +1,80 @@
+"""Train: start the job (or, on attach, follow the one an earlier session started), follow its
+log and poll its metrics until it exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+from trainboard.backend import events as ev
+from trainboard.backend.events import Stage, StageState
+from trainboard.backend.exitcodes import JobFailed
+from trainboard.backend.jobs import follow, job_spec, start_job
+from trainboard.backend.metricfeed import poll_metrics
+from trainboard.backend.runnerlink import job_tracking_env
+from trainboard.backend.runners import JobHandle
+from trainboard.backend.stages.base import RunContext
+
+
+def _import_matplotlib() -> None:
+    """The report's plot needs matplotlib (~0.5 s): import it while the job trains."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+class TrainStage:
+    stage = Stage.TRAIN
+    needs_job_success = False
+
+    async def run(self, ctx: RunContext) -> str:
+        ctx.emit(ev.RunnerChanged(state="training", kind=ctx.config.runner.kind))
+        job = ctx.state.job
+        handle = job.handle if job.resumed and job.handle is not None else await _start(ctx)
+        code = await _train(ctx, handle)
+        if code != 0:
+            ctx.end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}")
+        return ""
+
+
+async def _start(ctx: RunContext) -> JobHandle:
+    cfg, tracking = ctx.config, ctx.state.tracking
+    assert tracking.client is not None
+    env = {
+        "MLFLOW_TRACKING_URI": tracking.client.tracking_uri,
+        "MLFLOW_RUN_ID": tracking.mlflow_run_id,
+        "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
+        "TRAINBOARD_RUN_ID": ctx.run_id,
+    }
+    env.update(await job_tracking_env(ctx))
+    return await start_job(ctx, job_spec(ctx, "job", (cfg.job.command,), env))
+
+
+async def _train(ctx: RunContext, handle: JobHandle) -> int:
+    """Follow the job's log and poll its metrics until it exits; its exit code, recorded."""
+    cfg = ctx.config
+    poller = asyncio.create_task(poll_metrics(ctx))
+    threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
+    try:
+        timeout = None  # counted from the job's start: an attach gets what is left
+        if cfg.job.timeout_minutes:
+            timeout = max(0.0, cfg.job.timeout_minutes * 60 - (time.time() - handle.started_at))
+        try:
+            code = await asyncio.wait_for(follow(ctx, handle, "job"), timeout)
+        except TimeoutError:
+            await ctx.runner.stop(handle)
+            limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"
+            raise JobFailed(f"the job ran past {limit}", None) from None
+    finally:
+        poller.cancel()
+        with contextlib.suppress(BaseException):
+            await poller
+    job = ctx.state.job
+    job.exit_code = code
+    job.seconds = time.time() - handle.started_at
+    ctx.update_record(job_exit_code=code, job_seconds=job.seconds)
+    ctx.emit(ev.JobFinished(exit_code=code, duration=job.seconds))
+    return code
