@@ -10,6 +10,7 @@ of the wrong type reads as its key's default, and the JSON itself is never chang
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any
 
@@ -162,10 +163,12 @@ class RecordError(ValueError):
 
 
 def coerced(fields: dict[str, Any], where: str = "run record") -> dict[str, Any]:
-    """``fields`` checked against RunData and coerced to their keys' types, as plain
-    Python values (dicts, lists, RunStatus: what json writes); unknown keys pass as given.
+    """``fields`` as they will be written (JSON: a mapping's keys become strings, tuples
+    lists), checked against RunData and coerced to their keys' types (a RunStatus for a
+    status); keys RunData does not name pass unchecked.
 
     Raises RecordError naming each key whose value does not fit."""
+    fields = json.loads(json.dumps(fields, default=str))
     try:
         model = RunData.model_validate(fields)
     except ValidationError as exc:

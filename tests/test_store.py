@@ -142,6 +142,18 @@ def test_create_and_update_keep_the_keys_and_values_given(tmp_path: Path) -> Non
     assert on_disk(store, "r1") == written
 
 
+def test_values_are_checked_as_they_will_be_written(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    config = {"name": "tiny", "params": {"class_weights": {0: 1.0, 1: 2.5}, "sizes": (32, 64)}}
+    record = store.create("r1", redact=same, config=config, overrides=("params.lr=0.1",), status="running")
+    record.update(report=Path("/runs/r1/report.md"), cost=float("nan"))
+    written = on_disk(store, "r1")
+    assert written["config"]["params"] == {"class_weights": {"0": 1.0, "1": 2.5}, "sizes": [32, 64]}
+    assert written["overrides"] == ["params.lr=0.1"] and written["report"] == "/runs/r1/report.md"
+    assert math.isnan(written["cost"]) and record.cost is not None and math.isnan(record.cost)
+    assert record.data["config"] == written["config"]  # in memory as on disk
+
+
 def test_update_refuses_a_value_of_the_wrong_type(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     record = store.create("r1", redact=same, status="running")
