@@ -17,9 +17,6 @@ the panels' state and renders each changed panel once, inside one
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import time
 from collections import deque
 from typing import Any
@@ -36,10 +33,11 @@ from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
 from trainboard.tui.commands import PaletteCommand, TrainboardCommands
 from trainboard.tui.firstframe import record_first_frame
-from trainboard.tui.screens.quit import DETACH, STOP, QuitScreen
+from trainboard.tui.interruptions import Interruptions
+from trainboard.tui.pull_request_keys import PullRequestKeys
+from trainboard.tui.quit_keys import QuitKeys
 from trainboard.tui.widgets import (
     ComparisonTable,
-    ConfirmScreen,
     EventPanel,
     FailurePanel,
     LogPane,
@@ -55,14 +53,17 @@ from trainboard.tui.widgets.marks import FAILED_STATUSES
 from trainboard.tui.widgets.status import short_path
 
 TICK_SECONDS = 1 / 15
-# Signals that stop the run cleanly: teardown runs, then the app exits.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
     "succeeded": "information",
     "cancelled": "warning",
     "detached": "information",
 }
-class TrainboardApp(App[int]):
+
+
+class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
+    """The dashboard: its layout and the events it shows; the keys that act on the run
+    live in its bases (pull_request_keys, quit_keys, interruptions, dashboard_base)."""
+
     CSS_PATH = "app.tcss"
     TITLE = "trainboard"
     HELP_TITLE = "Run dashboard"
@@ -83,16 +84,9 @@ class TrainboardApp(App[int]):
     _dashboard_actions = frozenset(b.action for b in Binding.make_bindings(BINDINGS)) - {"quit", "help"}
 
     def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-        self.outcome: ExitCode | None = None  # set when session.run() has returned
-        self.exited_with: int | None = None  # the return code this app asked for; another one is a crash
+        super().__init__(session)
         self._inbox: deque[ev.Event] = deque()
-        self._exit_when_done = False
-        self._stop_requested = ""
         self._unsubscribe: Any = None
-        self._signals: list[signal.Signals] = []
-        self._quiet_input: int | None = None  # see _leave_terminal
         self._run: Worker[ExitCode] | None = None  # the worker that runs session.run()
         self._started = time.time()
         config = session.config
@@ -160,17 +154,6 @@ class TrainboardApp(App[int]):
             # wait here for the session's teardown, which the closing event loop would cut short.
             self.session.cancel("the dashboard closed")
         await self.session.wait_finished()
-
-    def _handle_exception(self, error: Exception) -> None:
-        """Textual's hook for an exception nothing in the app caught (a bug): the traceback,
-        masked, goes to the run's folder before Textual exits; the CLI then says exit 3.
-        (A private hook of Textual's: tests/test_faults_crash.py fails if it stops being called.)"""
-        from trainboard.backend.crash import TRACEBACK_FILE, save_traceback
-
-        self.session.cancel("the dashboard failed", failed=True)  # before Textual cancels the session's worker
-        if self.session.run_dir.is_dir():
-            save_traceback(error, [self.session.run_dir / TRACEBACK_FILE], self.session.redact)
-        super()._handle_exception(error)
 
     # ------------------------------------------------------------------ events in
 
@@ -255,20 +238,6 @@ class TrainboardApp(App[int]):
         if self._exit_when_done:
             self._exit_with_outcome()
 
-    def _exit_with_outcome(self) -> None:
-        """Exit with the session's ExitCode as the app's return code."""
-        if self._quiet_input is not None:
-            # After a hang-up: EOF on the quiet input lets Textual's input thread end.
-            os.close(self._quiet_input)
-            self._quiet_input = None
-            self._revive_writer()
-        self.exited_with = int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED)
-        self.exit(return_code=self.exited_with)
-
-    @property
-    def running(self) -> bool:
-        return self.outcome is None
-
     @property
     def caught_up(self) -> bool:
         """Whether every event received so far has been shown."""
@@ -287,115 +256,7 @@ class TrainboardApp(App[int]):
             return None if self.pull_request_blocker() else True  # greyed, with its reason on p (key_p)
         return True
 
-    # The pull request ------------------------------------------------------------
-
-    def pull_request_blocker(self) -> str:
-        """Why the pull request cannot be opened now; "" when it can."""
-        if self.running:
-            return "the pull request opens once the run has finished"
-        if self.outcome not in (ExitCode.OK, ExitCode.GATE_FAILED):
-            return f"the run {self._status.finished.status if self._status.finished else 'ended'}: no result to propose"
-        return self.session.pull_request_blocker
-
-    def _show_pr_state(self) -> None:
-        blocker = self.pull_request_blocker()
-        self._pr_button.set_class(bool(blocker), "-blocked")
-        self._pr_button.tooltip = blocker or "open the pull request, or update the one already open"
-
-    def action_open_pr(self) -> None:
-        """p, the button and the palette: open or update the pull request, or say why not."""
-        blocker = self.pull_request_blocker()
-        if blocker:
-            self.notify(blocker, title="Pull request", severity="warning", markup=False)
-            return
-        self.run_worker(self._open_pull_request(), name="pull-request", exit_on_error=False)
-
-    async def _open_pull_request(self) -> None:
-        self._pr_button.set_class(True, "-blocked")  # while it publishes
-        try:
-            await self.session.open_pull_request()  # its outcome arrives as events
-        finally:
-            self._show_pr_state()
-
-    def key_p(self) -> None:
-        """p while the action is disabled: its binding is greyed out, so say why here."""
-        if self.screen is self.screen_stack[0]:
-            self.action_open_pr()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button is self._pr_button:
-            event.stop()
-            self.action_open_pr()
-
-    # Quit, detach, stop ----------------------------------------------------------
-
-    def action_quit(self) -> None:  # type: ignore[override]
-        """q, Ctrl+C, Ctrl+Q: exit; while the run goes on, ask: detach, stop, or back."""
-        if not self.running:
-            self._exit_with_outcome()
-            return
-        top = self.screen
-        if isinstance(top, ConfirmScreen):
-            if top.purpose == "quit":
-                top.action_answer(STOP)  # Ctrl+C twice: stop and quit
-                return
-            top.action_answer_safe()
-        if self._stop_requested:
-            self._exit_when_done = True
-            self.notify("Teardown in progress: trainboard exits when it has finished.", title="Quitting")
-            return
-        self.push_screen(QuitScreen(self.session.run_id, self.detach_blocker()), self._quit_answered)
-
-    def _quit_answered(self, answer: str | None) -> None:
-        if answer == DETACH:
-            self.action_detach()
-        elif answer == STOP:
-            self.action_stop_and_quit()
-
-    def detach_blocker(self) -> str:
-        """Why the dashboard cannot detach now; "" when it can."""
-        if not self.running:
-            return "the run has finished"
-        return str(getattr(self.session, "detach_blocker", ""))
-
-    def action_detach(self) -> None:
-        """Leave: the job keeps running and `trainboard attach RUN` comes back to it."""
-        if not self.running:
-            self._exit_with_outcome()
-            return
-        blocker = self.detach_blocker()
-        if blocker or self._stop_requested or not self.session.detach():
-            self.notify(blocker or "the run is already stopping", title="Cannot detach", severity="warning")
-            return
-        self._exit_when_done = True
-        self._stop_requested = "detach"
-        self._status.show_stopping(f"detaching: the job runs on; trainboard attach {self.session.run_id}")
-        self.refresh_bindings()
-
-    def action_stop_and_quit(self) -> None:
-        """Stop the job, tear down, then exit (at once when the run is over)."""
-        self._exit_when_done = True
-        self._stop("quit from the dashboard")
-
-    def action_cancel_run(self) -> None:
-        if not self.running:
-            self.notify("The run has finished: nothing to cancel.")
-            return
-        if self._stop_requested or isinstance(self.screen, ConfirmScreen):
-            return
-        self.push_screen(
-            ConfirmScreen[bool](
-                "cancel",
-                "Cancel the run?",
-                "The job is stopped and the runner torn down; the dashboard stays open.",
-                yes="Cancel run",
-            ),
-            self._cancel_answered,
-        )
-
-    def _cancel_answered(self, yes: bool | None) -> None:
-        if yes:
-            self._stop("cancelled from the dashboard")
+    # Screens and views ---------------------------------------------------------
 
     def action_toggle_log(self) -> None:
         """l: the whole log, scrolled from disk (l again comes back)."""
@@ -403,8 +264,6 @@ class TrainboardApp(App[int]):
 
         if not isinstance(self.screen, FullLogScreen):
             self.push_screen(FullLogScreen(self._log_files, self._log_pane.source or "job"))
-
-    # Screens and views ---------------------------------------------------------
 
     def action_show_runs(self) -> None:
         """r: every recorded run, this one included."""
@@ -461,76 +320,6 @@ class TrainboardApp(App[int]):
             ),
             PaletteCommand("Help", "every key, grouped", self.action_help),
         ]
-
-    def _stop(self, reason: str) -> None:
-        """Ask the session to stop; the worker's end decides when (and whether) to exit."""
-        if not self.running:
-            if self._exit_when_done:
-                self._exit_with_outcome()
-            return
-        if not self._stop_requested:
-            self._stop_requested = reason
-            self.session.cancel(reason)
-            self._status.show_stopping(f"{reason}: stopping the job and tearing down …")
-            self.refresh_bindings()
-
-    # ------------------------------------------------------------------ signals
-
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (ValueError, RuntimeError, NotImplementedError):
-                continue  # not the main thread, or no signals on this platform
-            self._signals.append(sig)
-
-    def _remove_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
-        self._signals.clear()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        """SIGTERM (and SIGHUP, SIGINT): stop the job, tear down, then exit."""
-        if sig is signal.SIGHUP:
-            self._leave_terminal()
-        self._exit_when_done = True
-        if not self.running:
-            self._exit_with_outcome()
-            return
-        self._stop(f"interrupted by {sig.name}")
-
-    def _leave_terminal(self) -> None:
-        """The terminal hung up: point the app's input and output at quiet files.
-
-        Writing to a hung-up terminal fails with EIO, which kills Textual's writer
-        thread; its bounded queue then fills and the next write blocks the event
-        loop, teardown included. /dev/null takes the output; an empty pipe, never
-        written, takes the input (no EOF, so the input thread does not spin).
-        """
-        if self._quiet_input is not None:
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in (1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
-        read_end, self._quiet_input = os.pipe()
-        os.dup2(read_end, 0)
-        os.close(read_end)
-        self._revive_writer()
-
-    def _revive_writer(self) -> None:
-        """Restart Textual's output thread if a write to the dead terminal killed it."""
-        driver = self._driver
-        writer = getattr(driver, "_writer_thread", None)
-        if writer is None or writer.is_alive():
-            return
-        from textual.drivers._writer_thread import WriterThread
-
-        fresh = WriterThread(writer._file)
-        fresh.start()
-        driver._writer_thread = fresh  # type: ignore[union-attr]
 
 
 def make_app(session: Session) -> TrainboardApp:

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from trainboard.backend import ci
 from trainboard.backend import events as ev
+from trainboard.backend.compare import Comparison
 from trainboard.backend.events import StageState
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
@@ -46,17 +47,8 @@ class HeadlessView:
         match event:
             case ev.LogLines(lines=lines):
                 self.out.write("\n".join(lines) + "\n")
-            case ev.StageChanged(stage=stage, state=state, detail=detail, elapsed=elapsed):
-                took = f" ({format_seconds(elapsed)})" if state in (StageState.DONE, StageState.FAILED) else ""
-                extra = f": {detail}" if detail else ""
-                style = "red" if state is StageState.FAILED else "cyan"
-                if self.github_actions and state is StageState.RUNNING:
-                    self._end_group()
-                    self._raw(ci.group(f"trainboard: {stage.value}"))
-                    self._group_open = True
-                self._say(f"{_MARK.get(state, ' ')} {stage.value} {state.value}{took}{extra}", style)
-                if self.github_actions and state is not StageState.RUNNING:
-                    self._end_group()
+            case ev.StageChanged():
+                self._stage(event)
             case ev.RunStarted():
                 self._say(f"run {event.run_id} · branch {event.branch} @ {event.commit[:7] or '(none)'} "
                           f"· runner {event.runner_kind} · files in {event.run_dir}", "bold")
@@ -66,19 +58,10 @@ class HeadlessView:
                           + (f" ({address})" if address else ""), "dim")
             case ev.TrackingReady():
                 self._say(f"  mlflow run {event.mlflow_run_id} in {event.experiment!r}", "dim")
-            case ev.BaselineFound(branch=branch, mlflow_run_id=run_id, label=label):
-                if label:
-                    text = f"baseline: {label}" + (f", mlflow run {run_id}" if run_id else "")
-                else:
-                    text = f"baseline: {branch} run {run_id}" if run_id else f"baseline: none yet on {branch}"
-                self._say(f"  {text}", "dim")
+            case ev.BaselineFound():
+                self._baseline(event)
             case ev.MetricPoints(points=points):
-                points = tuple(p for p in points if self.follow is None or p.key in self.follow)
-                by_step: dict[int, list[str]] = {}
-                for p in points:  # a poll can bring several steps: one line each
-                    by_step.setdefault(p.step, []).append(f"{p.key}={p.value:.4f}")
-                for number in sorted(by_step):
-                    self._say(f"  metrics @ step {number}: {', '.join(sorted(by_step[number]))}", "magenta")
+                self._metrics(points)
             case ev.MetricsStale(since=since, reason=reason):  # once per outage, not once per poll
                 self._say(f"  metrics stale since {clock(since)} ({reason}): polling on", "yellow")
             case ev.MetricsFresh(stale_since=since, at=at):
@@ -86,11 +69,7 @@ class HeadlessView:
             case ev.JobFinished(exit_code=code, duration=duration):
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):
-                if comp.final:
-                    self.console.print(comparison_table(comp))
-                    self.console.print(verdict_text(comp))
-                    if self.github_actions and not comp.passed:
-                        self._raw(ci.error(comp.verdict, "trainboard: gate"))
+                self._comparison(comp)
             case ev.ReportWritten(path=path):
                 self._say(f"report: {path}", "bold")
                 self._report = path
@@ -102,18 +81,62 @@ class HeadlessView:
                     self._say(f"  report comment: {comment}", "dim")
             case ev.Notice(message=message):
                 self._say(f"  {message}", "yellow")
-            case ev.ErrorRaised(stage=stage, message=message):
-                where = f"{stage.value}: " if stage else ""
-                self.err.print(f"error: {where}{message}", style="bold red", markup=False)
-                if self.github_actions:
-                    self._raw(ci.error(message, f"trainboard: {stage.value}" if stage else "trainboard"))
-            case ev.RunFinished(outcome=outcome, status=status, duration=duration):
-                name = ExitCode(outcome).name
-                self._end_group()
-                self._say(f"finished: {status} in {format_seconds(duration)} (exit {outcome}, {name})", "bold")
-                if self.github_actions:
-                    self._summarise(status, outcome)
+            case ev.ErrorRaised():
+                self._error(event)
+            case ev.RunFinished():
+                self._finished(event)
         self.out.flush()
+
+    def _stage(self, event: ev.StageChanged) -> None:
+        stage, state, detail = event.stage, event.state, event.detail
+        took = f" ({format_seconds(event.elapsed)})" if state in (StageState.DONE, StageState.FAILED) else ""
+        extra = f": {detail}" if detail else ""
+        style = "red" if state is StageState.FAILED else "cyan"
+        if self.github_actions and state is StageState.RUNNING:
+            self._end_group()
+            self._raw(ci.group(f"trainboard: {stage.value}"))
+            self._group_open = True
+        self._say(f"{_MARK.get(state, ' ')} {stage.value} {state.value}{took}{extra}", style)
+        if self.github_actions and state is not StageState.RUNNING:
+            self._end_group()
+
+    def _baseline(self, event: ev.BaselineFound) -> None:
+        branch, run_id, label = event.branch, event.mlflow_run_id, event.label
+        if label:
+            text = f"baseline: {label}" + (f", mlflow run {run_id}" if run_id else "")
+        else:
+            text = f"baseline: {branch} run {run_id}" if run_id else f"baseline: none yet on {branch}"
+        self._say(f"  {text}", "dim")
+
+    def _metrics(self, points: tuple[ev.MetricPoint, ...]) -> None:
+        points = tuple(p for p in points if self.follow is None or p.key in self.follow)
+        by_step: dict[int, list[str]] = {}
+        for p in points:  # a poll can bring several steps: one line each
+            by_step.setdefault(p.step, []).append(f"{p.key}={p.value:.4f}")
+        for number in sorted(by_step):
+            self._say(f"  metrics @ step {number}: {', '.join(sorted(by_step[number]))}", "magenta")
+
+    def _comparison(self, comp: Comparison) -> None:
+        if comp.final:
+            self.console.print(comparison_table(comp))
+            self.console.print(verdict_text(comp))
+            if self.github_actions and not comp.passed:
+                self._raw(ci.error(comp.verdict, "trainboard: gate"))
+
+    def _error(self, event: ev.ErrorRaised) -> None:
+        stage, message = event.stage, event.message
+        where = f"{stage.value}: " if stage else ""
+        self.err.print(f"error: {where}{message}", style="bold red", markup=False)
+        if self.github_actions:
+            self._raw(ci.error(message, f"trainboard: {stage.value}" if stage else "trainboard"))
+
+    def _finished(self, event: ev.RunFinished) -> None:
+        outcome, status = event.outcome, event.status
+        name = ExitCode(outcome).name
+        self._end_group()
+        self._say(f"finished: {status} in {format_seconds(event.duration)} (exit {outcome}, {name})", "bold")
+        if self.github_actions:
+            self._summarise(status, outcome)
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False)

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widgets import Log
 
+from trainboard.tui.compat_textual import clear_log_render_cache
 from trainboard.tui.widgets.log_nav import MATCH, Found, LogNavigator
 from trainboard.tui.widgets.log_search import ERROR_PATTERN
 
@@ -109,17 +110,17 @@ class LogPane(LogNavigator, Log):
             lines = lines[-self.capacity :]
         if not lines:
             return
-        before = len(self._lines)
+        before = len(self.lines)
         self.write_lines(lines, scroll_end=False)
         self._version += 1
-        removed = before + len(lines) - len(self._lines)
+        removed = before + len(lines) - len(self.lines)
         if removed > 0:
             self.shift_rows(removed)
 
     def _hold(self, batch: list[str]) -> None:
         """Paused: fill the free room below what is in view, keep the rest back."""
         lines = self._split(batch)
-        room = 0 if self.held else max(0, self.capacity - len(self._lines))
+        room = 0 if self.held else max(0, self.capacity - len(self.lines))
         if room:
             self._write(lines[:room])
         rest = lines[room:]
@@ -154,8 +155,8 @@ class LogPane(LogNavigator, Log):
         if cached is not None and cached[0] == self._version and cached[1] == query:
             return cached[2]
         pattern = self._pattern if kind == MATCH else ERROR_PATTERN
-        rows = [] if pattern is None else [i for i, line in enumerate(self._lines) if pattern.search(line)]
-        result = Found(rows, len(self._lines), True)
+        rows = [] if pattern is None else [i for i, line in enumerate(self.lines) if pattern.search(line)]
+        result = Found(rows, len(self.lines), True)
         self._found[kind] = (self._version, query, result)
         return result
 
@@ -163,7 +164,7 @@ class LogPane(LogNavigator, Log):
         self._show_subtitle()
 
     def restyle(self) -> None:
-        self._render_line_cache.clear()  # Log's cache of rendered lines
+        clear_log_render_cache(self)  # Log's cache of rendered lines
         self.refresh()
 
     def render_line(self, y: int) -> Strip:

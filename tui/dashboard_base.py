@@ -1,0 +1,62 @@
+"""What the dashboard's parts share: the session, the run's outcome, and how the app stops and exits.
+
+:class:`DashboardBase` is the base of :class:`trainboard.tui.app.TrainboardApp`
+and of its key handlers (``pull_request_keys``, ``quit_keys``,
+``interruptions``): it holds the state they all read and the two moves they
+all make, asking the session to stop and exiting with the run's ExitCode.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from textual.app import App
+from textual.widgets import Button
+
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.session import Session
+from trainboard.tui.compat_textual import UnhandledErrorHook, revive_writer_thread
+from trainboard.tui.widgets import StatusLine
+
+
+class DashboardBase(UnhandledErrorHook, App[int]):
+    # Set by TrainboardApp.__init__ once its widgets exist.
+    _status: StatusLine
+    _pr_button: Button
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.outcome: ExitCode | None = None  # set when session.run() has returned
+        self.exited_with: int | None = None  # the return code this app asked for; another one is a crash
+        self._exit_when_done = False
+        self._stop_requested = ""
+        self._signals: list[signal.Signals] = []
+        self._quiet_input: int | None = None  # see Interruptions._leave_terminal
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None
+
+    def _exit_with_outcome(self) -> None:
+        """Exit with the session's ExitCode as the app's return code."""
+        if self._quiet_input is not None:
+            # After a hang-up: EOF on the quiet input lets Textual's input thread end.
+            os.close(self._quiet_input)
+            self._quiet_input = None
+            revive_writer_thread(self)
+        self.exited_with = int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED)
+        self.exit(return_code=self.exited_with)
+
+    def _stop(self, reason: str) -> None:
+        """Ask the session to stop; the worker's end decides when (and whether) to exit."""
+        if not self.running:
+            if self._exit_when_done:
+                self._exit_with_outcome()
+            return
+        if not self._stop_requested:
+            self._stop_requested = reason
+            self.session.cancel(reason)
+            self._status.show_stopping(f"{reason}: stopping the job and tearing down …")
+            self.refresh_bindings()

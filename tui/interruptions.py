@@ -1,0 +1,74 @@
+"""What stops the dashboard from outside: signals, a terminal that hangs up, and a crash.
+
+SIGTERM, SIGHUP and SIGINT stop the run cleanly (teardown runs, then the app
+exits). An exception nothing in the app caught (a bug) cancels the run as
+failed and leaves its masked traceback in the run's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from trainboard.tui.compat_textual import revive_writer_thread
+from trainboard.tui.dashboard_base import DashboardBase
+
+# Signals that stop the run cleanly: teardown runs, then the app exits.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Interruptions(DashboardBase):
+    def on_unhandled_error(self, error: Exception) -> None:
+        """An exception nothing in the app caught (a bug): the traceback, masked, goes to the
+        run's folder before Textual exits; the CLI then says exit 3. (Called from Textual's
+        private hook, see compat_textual: tests/test_faults_crash.py fails if it stops being called.)"""
+        from trainboard.backend.crash import TRACEBACK_FILE, save_traceback
+
+        self.session.cancel("the dashboard failed", failed=True)  # before Textual cancels the session's worker
+        if self.session.run_dir.is_dir():
+            save_traceback(error, [self.session.run_dir / TRACEBACK_FILE], self.session.redact)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signals on this platform
+            self._signals.append(sig)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM (and SIGHUP, SIGINT): stop the job, tear down, then exit."""
+        if sig is signal.SIGHUP:
+            self._leave_terminal()
+        self._exit_when_done = True
+        if not self.running:
+            self._exit_with_outcome()
+            return
+        self._stop(f"interrupted by {sig.name}")
+
+    def _leave_terminal(self) -> None:
+        """The terminal hung up: point the app's input and output at quiet files.
+
+        Writing to a hung-up terminal fails with EIO, which kills Textual's writer
+        thread; its bounded queue then fills and the next write blocks the event
+        loop, teardown included. /dev/null takes the output; an empty pipe, never
+        written, takes the input (no EOF, so the input thread does not spin).
+        """
+        if self._quiet_input is not None:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        read_end, self._quiet_input = os.pipe()
+        os.dup2(read_end, 0)
+        os.close(read_end)
+        revive_writer_thread(self)
