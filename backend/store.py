@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
+from trainboard.backend.events import StageState
 from trainboard.backend.record import (
     BaselineNote,
     ErrorEntry,
@@ -144,6 +145,19 @@ class RunRecord:
         """Set keys, each checked against its type (RecordError when it does not fit), and save."""
         self.data.update(coerced(fields, f"run record {self.path / RECORD}"))
         self.save()
+
+    def set_stage(self, stage: str, state: StageState, detail: str, elapsed: float, started_at: float | None) -> None:
+        """Set one of ``stages`` (checked); written by the next save."""
+        info = {"state": state, "detail": detail, "elapsed": elapsed, "started_at": started_at}
+        checked = coerced({"stages": {stage: info}}, f"run record {self.path / RECORD}")["stages"]
+        self.data.setdefault("stages", {}).update(checked)
+        self._info = None
+
+    def add_error(self, stage: str | None, message: str) -> None:
+        """Append to ``errors`` (checked); written by the next save."""
+        checked = coerced({"errors": [{"stage": stage, "message": message}]}, f"run record {self.path / RECORD}")
+        self.data.setdefault("errors", []).extend(checked["errors"])
+        self._info = None
 
     def save(self) -> None:
         self._info = None  # ``data`` may have been changed in place

@@ -206,6 +206,21 @@ def test_the_typed_view_follows_changes_in_place(tmp_path: Path) -> None:
     assert record.status is RunStatus.CANCELLED
 
 
+def test_stages_and_errors_are_set_checked_and_written_by_the_next_save(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    record = store.create("r1", redact=same, status="running", stages={})
+    record.set_stage("train", StageState.DONE, "", 2, 10.0)
+    record.add_error(None, "lost the runner")
+    assert record.stages["train"].elapsed == 2.0 and record.errors[0].message == "lost the runner"
+    assert "errors" not in on_disk(store, "r1")
+    record.save()
+    written = on_disk(store, "r1")
+    assert written["stages"] == {"train": {"state": "done", "detail": "", "elapsed": 2.0, "started_at": 10.0}}
+    assert written["errors"] == [{"stage": None, "message": "lost the runner"}]
+    with pytest.raises(RecordError, match="stages.train.elapsed"):
+        record.set_stage("train", StageState.DONE, "", "long", None)  # type: ignore[arg-type]
+
+
 def test_run_record_reads_every_key_of_the_model() -> None:
     typed = {name: value for name, value in vars(RunRecord).items() if type(value).__name__ == "_Typed"}
     assert set(typed) == set(RunData.model_fields) - {"run_id"}  # run_id: a property (the folder's name if absent)
