@@ -11,6 +11,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -36,6 +37,7 @@ from trainboard.backend.runners.ec2 import (
     TAG_OWNER,
     TAG_RUN,
     Ec2Runner,
+    cloud_config,
     watchdog_script,
 )
 
@@ -449,3 +451,16 @@ def test_the_watchdog_shuts_down_when_idle_after_the_job_ended(tmp_path: Path) -
     (run_dir / "job.exit").write_text("0\n")
     marker, took = _run_watchdog(tmp_path, run_dir, max_seconds=3600, idle_seconds=1)
     assert marker.exists() and took < 5
+
+
+def test_the_user_data_templates_are_filled_in_whole() -> None:
+    """The shipped watchdog and cloud-config templates leave no placeholder or empty value behind."""
+    script = watchdog_script("/home/ubuntu/runs/r 1", "ubuntu", 3600, 600)
+    assert not re.search(r"@[A-Z_]+@", script)  # no @NAME@ placeholder left
+    assert "RUN_DIR=${TRAINBOARD_RUN_DIR:-'/home/ubuntu/runs/r 1'}" in script and "IDLE_SECONDS=600" in script
+    for key in ("ssh-ed25519 AAAAclient", None):
+        cloud = yaml.safe_load(cloud_config(host_private="private", host_public="ssh-ed25519 AAAAhost",
+                                            authorized_key=key, watchdog=script))
+        assert cloud["ssh_keys"] == {"ed25519_private": "private", "ed25519_public": "ssh-ed25519 AAAAhost"}
+        assert cloud.get("ssh_authorized_keys") == ([key] if key else None)
+        assert cloud["write_files"][0]["content"] == script
