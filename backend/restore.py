@@ -28,11 +28,11 @@ from trainboard.backend.store import RunRecord
 from trainboard.backend.tracking import Tracking, TrackingError
 
 REPLAY_LINES = 5000  # log lines a finished run shows on attach (the whole log stays on disk)
-LIVE = ("running", "detached")  # a record in these states has a job that may still run
 
 
 def is_live(record: RunRecord) -> bool:
-    return record.get("status") in LIVE
+    """Whether the recorded run's job may still be going (followed on attach, not replayed)."""
+    return record.status is not None and record.status.is_live
 
 
 def rebuild_from_record(ctx: RunContext, record: RunRecord) -> None:
@@ -40,25 +40,24 @@ def rebuild_from_record(ctx: RunContext, record: RunRecord) -> None:
     state = ctx.state
     state.record = record
     record.redact = ctx.redact.data
-    git = state.git = GitState(root=ctx.root, branch=str(record.get("branch", "")),
-                               commit=str(record.get("commit", "")), dirty=bool(record.get("dirty")), is_git=True)
-    mlflow = record.get("mlflow") or {}
-    if mlflow.get("tracking_uri"):
-        state.tracking.client = Tracking(mlflow["tracking_uri"], mlflow.get("experiment", ctx.config.mlflow.experiment))
-    state.tracking.mlflow_run_id = mlflow.get("run_id", "")
-    state.started = float(record.get("created_at") or time.time())
+    git = state.git = GitState(root=ctx.root, branch=record.branch, commit=record.commit, dirty=record.dirty,
+                               is_git=True)
+    mlflow = record.mlflow
+    if mlflow.tracking_uri:
+        state.tracking.client = Tracking(mlflow.tracking_uri, mlflow.experiment or ctx.config.mlflow.experiment)
+    state.tracking.mlflow_run_id = mlflow.run_id
+    state.started = float(record.created_at or time.time())
     ctx.emit(ev.RunStarted(run_id=ctx.run_id, branch=git.branch, commit=git.commit, dirty=git.dirty,
                            runner_kind=ctx.config.runner.kind, config_path=str(ctx.loaded.path),
                            run_dir=str(ctx.run_dir), at=state.started))
     live = is_live(record)
     for stage in STAGES:
-        info = (record.get("stages") or {}).get(stage.value)
-        if not info or info.get("state") == StageState.RUNNING.value or (live and stage is Stage.TEARDOWN):
+        info = record.stages.get(stage.value)
+        if info is None or info.state is StageState.RUNNING or (live and stage is Stage.TEARDOWN):
             continue
-        state.stage_started[stage] = info.get("started_at") or state.started
+        state.stage_started[stage] = info.started_at or state.started
         state.ended.add(stage)
-        ctx.emit(ev.StageChanged(stage, StageState(info["state"]), info.get("detail", ""),
-                                 float(info.get("elapsed") or 0)))
+        ctx.emit(ev.StageChanged(stage, info.state, info.detail, info.elapsed))
     if state.tracking.mlflow_run_id and state.tracking.client is not None:
         client = state.tracking.client
         ctx.emit(ev.TrackingReady(client.tracking_uri, client.experiment, state.tracking.mlflow_run_id))
@@ -69,17 +68,17 @@ async def resume_live_run(ctx: RunContext, record: RunRecord) -> None:
     back its secrets, find the baseline and show the points the first session saw."""
     known = read_metric_history(ctx.run_dir)  # shown; polling asks only for newer ones
     ctx.state.metrics.cursor.newer(known)
-    job = record.get("job")
-    if not job:
+    job = record.job
+    if job is None:
         raise RunnerError(f"run {record.run_id} has no training job to attach to (it stopped before training)")
     await _reconnect_runner(ctx, record)
     await _restore_forward(ctx, record)
-    handle = JobHandle(name="job", pid=int(job["pid"]), log_path=job["log"], exit_path=job["exit_path"],
-                       started_at=float(job["started_at"]))
+    handle = JobHandle(name="job", pid=job.pid, log_path=job.log, exit_path=job.exit_path,
+                       started_at=float(job.started_at or 0))
     ctx.state.job.handle, ctx.state.job.resumed = handle, True
-    began = ((record.get("stages") or {}).get(Stage.TRAIN.value) or {}).get("started_at")
-    if began:
-        ctx.state.resumed_at[Stage.TRAIN] = float(began)
+    train = record.stages.get(Stage.TRAIN.value)
+    if train is not None and train.started_at:
+        ctx.state.resumed_at[Stage.TRAIN] = train.started_at
     await _read_back_secrets(ctx, handle)
     record.update(status="running", trainboard_pid=os.getpid())
     if ctx.state.tracking.client is not None:
@@ -91,13 +90,13 @@ async def resume_live_run(ctx: RunContext, record: RunRecord) -> None:
 async def _reconnect_runner(ctx: RunContext, record: RunRecord) -> None:
     runner = ctx.state.runner.made = make_runner(ctx.config.runner, ctx.run_dir, ctx.run_id)
     listen(ctx)
-    recorded = record.get("runner") or {}
-    ctx.emit(ev.RunnerChanged(state="reconnecting", kind=ctx.config.runner.kind, address=recorded.get("address", "")))
+    recorded = record.runner
+    ctx.emit(ev.RunnerChanged(state="reconnecting", kind=ctx.config.runner.kind, address=recorded.address))
     # Not the run's runner until it answers: a runner we cannot reach is left as it is
     # (its own watchdog still guards it), never torn down by a failed attach.
-    host = await runner.reattach(recorded.get("state") or {})
+    host = await runner.reattach(recorded.state)
     ctx.state.runner.runner = runner
-    runner_ready(ctx, host, at=float(recorded.get("ready_at") or time.time()))
+    runner_ready(ctx, host, at=recorded.ready_at or time.time())
 
 
 async def _recorded_baseline(ctx: RunContext) -> Any:
@@ -123,7 +122,7 @@ async def _restore_forward(ctx: RunContext, record: RunRecord) -> None:
         return
     serve_tracking(ctx, client.tracking_uri)
     uri = (await job_tracking_env(ctx))["MLFLOW_TRACKING_URI"]
-    expected = record.get("job_tracking_uri")
+    expected = record.job_tracking_uri
     if expected and expected != uri:
         ctx.error(Stage.TRAIN, f"the job logs to MLflow at {expected} on the runner, but its relay now "
                                f"listens at {uri}: its metrics from now on cannot reach this machine")
@@ -163,17 +162,17 @@ def replay_ended_run(ctx: RunContext, record: RunRecord) -> ExitCode:
             size = (ctx.run_dir / f"{source}.log").stat().st_size
             ctx.emit(ev.LogLines(source, tuple(ctx.redact.lines(lines)), size))
     add_points(ctx, read_metric_history(ctx.run_dir), persist=False)
-    comparison = record.get("comparison")
+    comparison = record.comparison
     if comparison:
         result = ctx.state.metrics.comparison = Comparison.from_dict(comparison)
         before = tuple((r.key, r.before) for r in result.rows if r.before is not None)
         ctx.emit(ev.BaselineFound(result.base_branch, result.baseline_run_id, before))
         ctx.emit(ev.ComparisonReady(result))
-    if record.get("job_exit_code") is not None:
-        ctx.emit(ev.JobFinished(int(record.get("job_exit_code")), float(record.get("job_seconds") or 0)))
+    if record.job_exit_code is not None:
+        ctx.emit(ev.JobFinished(record.job_exit_code, record.job_seconds or 0.0))
     report = ctx.run_dir / "report.md"
     if report.exists():
         ctx.emit(ev.ReportWritten(str(report)))
-    outcome = ExitCode(int(record.get("exit_code", ExitCode.INFRA_ERROR)))
-    ctx.emit(ev.RunFinished(int(outcome), str(record.get("status")), float(record.get("duration") or 0)))
+    outcome = ExitCode(record.exit_code if record.exit_code is not None else ExitCode.INFRA_ERROR)
+    ctx.emit(ev.RunFinished(int(outcome), str(record.status), record.duration or 0.0))
     return outcome

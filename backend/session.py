@@ -172,8 +172,8 @@ class Session:
         raw = recorded_config(record)
         loaded = LoadedConfig(
             config=RunConfig.model_validate(raw),
-            path=Path(record.get("config_path") or "config"),
-            overrides=tuple(record.get("overrides") or ()),
+            path=Path(record.config_path or "config"),
+            overrides=tuple(record.overrides),
             raw=raw,
         )
         session = cls(loaded, root=root, run_id=record.run_id)

@@ -10,90 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainboard.tui.cli_parser import build_parser
+
 if TYPE_CHECKING:
     from trainboard.backend.session import Session
     from trainboard.backend.store import RunRecord, RunStore
-
-EXIT_CODES_HELP = """exit codes:
-  0   ok: the run finished and every gate passed
-  1   gate failed: the job succeeded but a metric gate failed
-  2   config error: nothing was started
-  3   infrastructure error: runner, MLflow, git or disk
-  4   job failed: the training job exited non-zero
-  5   detached: the view left, the job runs on (trainboard attach RUN returns)
-  130 interrupted: Ctrl-C, SIGTERM or cancel; torn down cleanly
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trainboard",
-        description="Train on a runner, watch it live, compare with the base branch, report.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the job described by a config file",
-                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("config", help="the run's config, e.g. sample_params.yaml")
-    run.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard (CI)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a setting, e.g. --set params.epochs=2 (repeatable)")
-
-    att = sub.add_parser("attach", help="come back to a run: follow a job left running, or show a finished run",
-                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    att.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
-    att.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard")
-
-    runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs (a browser on a terminal)")
-    runs.add_argument("--json", action="store_true", help="print the records as JSON")
-    runs.add_argument("--no-tui", action="store_true", help="print the table even on a terminal")
-
-    comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
-    comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
-
-    pr = sub.add_parser("pr", help="open or update a finished run's pull request (needs GITHUB_TOKEN)",
-                        description="Push the run's outputs and report to trainboard/<branch>, open a pull request "
-                        "against the base branch (or update the one open), and keep one report comment on it. "
-                        "Inside a pull request's CI, comment on that pull request instead. Either way, a commit "
-                        "status per gated metric (trainboard/<metric>) goes on the pull request's head.")
-    pr.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
-    pr.add_argument("--results", metavar="DIR", type=Path,
-                    help="the workflow_run half of fork-safe CI: post the comment and the commit statuses of the "
-                    "pull request run whose artifact (its .trainboard/runs/<id>/ folder) was downloaded into DIR; "
-                    "the pull request and commit come from the workflow_run event, nothing in DIR is run, "
-                    "nothing is pushed")
-
-    init = sub.add_parser("init", help="write the GitHub Actions workflows that run trainboard in CI",
-                          description="Write .github/workflows/trainboard.yml (pull requests train with a read-only "
-                          "token and upload their results; pushes to the base branch record the baseline; manual "
-                          "runs) and .github/workflows/trainboard-publish.yml (posts a pull request's comment and "
-                          "commit status, never running its code). CI installs this repository (pip install -e "
-                          "'.[EXTRAS]') or its requirements.txt, and trainboard from --install.")
-    init.add_argument("--config", default="sample_params.yaml",
-                      help="the run's config, relative to the repository root (default: %(default)s)")
-    init.add_argument("--install", metavar="SPEC",
-                      help="where CI gets trainboard: a git URL ('git+https://github.com/OWNER/trainboard@TAG'), "
-                      "a wheel or folder committed here, or a package name; needed unless this repository is "
-                      "trainboard")
-    init.add_argument("--extras", action="append", default=[], metavar="NAME[,NAME]",
-                      help="extras of this repository the job needs, e.g. --extras train (repeatable)")
-    init.add_argument("--python", default="3.11", help="the Python version CI uses (default: %(default)s)")
-    init.add_argument("--schedule", metavar="CRON", default="",
-                      help="also train the default branch on a schedule, e.g. '17 3 * * *' (default: no schedule)")
-    init.add_argument("--aws", action="store_true",
-                      help="add the AWS credential steps even when the config uses neither ec2 nor S3")
-    init.add_argument("--force", action="store_true", help="replace existing workflow files")
-
-    reap = sub.add_parser("reap", help="delete cloud resources left by runs that ended or expired",
-                          description="Find every EC2 instance, key pair and security group tagged by trainboard "
-                          "whose run is no longer active here, or whose expiry time has passed, and delete it. "
-                          "Resources of runs unknown here are left until they expire.")
-    reap.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    reap.add_argument("--region", help="AWS region (default: the AWS config chain)")
-    return parser
-
 
 def entry() -> None:
     """The console script: `main`, then a quick exit.
@@ -180,7 +101,7 @@ def _attach(args: argparse.Namespace) -> int:
     record = _resolve(store, args.run)
     if record is None:
         return ExitCode.CONFIG_ERROR
-    if args.no_tui and record.get("status") in ("running", "detached"):
+    if args.no_tui and record.status is not None and record.status.is_live:
         prefetch()
     return _show(Session.attach(record, store.root.parent), args.no_tui)
 
@@ -281,7 +202,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRA_ERROR
     console = Console()
-    console.print(f"run {record.run_id} · {record.get('branch')} @ {str(record.get('commit'))[:7]}")
+    console.print(f"run {record.run_id} · {record.branch} @ {record.commit[:7]}")
     console.print(comparison_table(comparison))
     console.print(verdict_text(comparison))
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED
@@ -305,10 +226,11 @@ def _pr_results(results: Path) -> int:
 
 
 def _pr(args: argparse.Namespace) -> int:
+    """The finished run's pull request, through the same hook the end of a run calls."""
     from trainboard.backend.compare import Comparison
     from trainboard.backend.exitcodes import ExitCode
-    from trainboard.backend.github import PublishError, ReadOnlyToken, RunInfo
-    from trainboard.backend.publish import publish
+    from trainboard.backend.github import PublishError, ReadOnlyToken
+    from trainboard.backend.hooks.pull_request import publish_run, run_info
     from trainboard.backend.redact import Redactor
     from trainboard.tui.run_files import config_of
 
@@ -322,19 +244,17 @@ def _pr(args: argparse.Namespace) -> int:
     if config is None:
         print(f"error: run {record.run_id}: its recorded config no longer validates", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    if record.get("status") not in ("succeeded", "gate-failed"):
+    if record.status is None or not record.status.has_result:
         print(f"error: run {record.run_id} {record.get('status')}: only a run with a result gets a pull request",
               file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    redact = Redactor.from_env(os.environ, config.job.env)
-    compared = record.get("comparison")
-    run = RunInfo(record.run_id, str(record.get("branch", "")), str(record.get("commit", "")), config.name,
-                  str(record.get("verdict", "")), status=str(record.get("status")),
-                  comparison=Comparison.from_dict(compared) if isinstance(compared, dict) else None)
+    compared = record.comparison
+    run = run_info(record, config, Comparison.from_dict(compared) if compared is not None else None)
+    root = store.root.parent
     try:
-        root = store.root.parent
-        dvc_files = {rel: root / rel for rel in record.get("dvc_files") or ()}  # as the run brought them back
-        result = publish(store.runs / record.run_id, root, config, run, dvc_files, redact)
+        result = publish_run(record, store.runs / record.run_id, root, config, run,
+                             {rel: root / rel for rel in record.dvc_files},  # as the run brought them back
+                             Redactor.from_env(os.environ, config.job.env))
     except ReadOnlyToken as exc:
         print(f"nothing posted: {exc}")
         return ExitCode.OK
@@ -343,8 +263,6 @@ def _pr(args: argparse.Namespace) -> int:
         return ExitCode.INFRA_ERROR
     for line in result.notes:
         print(f"note: {line}")
-    record.update(pull_request={"number": result.pr_number, "url": result.pr_url,
-                                "comment_url": result.comment_url, "branch": result.branch})
     print(f"pull request #{result.pr_number} {'opened' if result.created_pr else 'updated'}: {result.pr_url}")
     if result.comment_url:
         print(f"report comment: {result.comment_url}")

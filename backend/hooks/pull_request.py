@@ -25,16 +25,13 @@ if TYPE_CHECKING:
     from trainboard.backend.redact import Redactor
     from trainboard.backend.store import RunRecord
 
-RESULT_STATUSES = ("succeeded", "gate-failed")  # a run with a result: it may get a pull request
-
-
 def run_info(record: RunRecord, config: RunConfig, comparison: Comparison | None, stale: bool = False) -> RunInfo:
     """What the pull request says of a finished run (its record, and the verdict when there is one)."""
-    status = "stale metrics" if stale else str(record.get("status") or "")
+    status = "stale metrics" if stale else str(record.status or "")
     if comparison is not None and not stale and status not in ("failed", "cancelled"):
         status = "succeeded" if comparison.passed else "gate-failed"
-    return RunInfo(record.run_id, str(record.get("branch", "")), str(record.get("commit", "")), config.name,
-                   comparison.verdict if comparison else str(record.get("verdict", "")),
+    return RunInfo(record.run_id, record.branch, record.commit, config.name,
+                   comparison.verdict if comparison else record.verdict,
                    comparison=comparison, status=status)
 
 
@@ -93,10 +90,10 @@ class PullRequestHook(Hook):
         record = ctx.state.record
         if self.publishing:
             return "the pull request is being published"
-        if record is None or record.get("status") not in RESULT_STATUSES:
+        if record is None or record.status is None or not record.status.has_result:
             return "the pull request opens once the run has finished with a result"
         if self._settings_blocker is None:  # token and repository: asked of git once, not on every redraw
-            self._settings_blocker = (base_branch_blocker(ctx.config, str(record.get("branch", "")))
+            self._settings_blocker = (base_branch_blocker(ctx.config, record.branch)
                                       or pr_blocker(ctx.config, ctx.root))
         return self._settings_blocker
 

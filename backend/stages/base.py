@@ -87,8 +87,7 @@ class RunContext:
         message = self.redact(message)
         record = self.state.record
         if record is not None:
-            record.data.setdefault("errors", []).append({"stage": stage.value if stage else None,
-                                                         "message": message})
+            record.add_error(stage.value if stage else None, message)
             self.save_record()
         self.emit(ev.ErrorRaised(stage, message))
 
@@ -156,7 +155,5 @@ class RunContext:
         record = self.state.record
         if record is None:
             return
-        stages = record.data.setdefault("stages", {})
-        stages[stage.value] = {"state": state.value, "detail": detail, "elapsed": round(elapsed, 3),
-                               "started_at": self.state.stage_started.get(stage)}
+        record.set_stage(stage.value, state, detail, round(elapsed, 3), self.state.stage_started.get(stage))
         self.save_record()
