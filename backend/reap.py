@@ -34,9 +34,9 @@ from trainboard.backend.runners.ec2 import teardown
 from trainboard.backend.runners.ec2.client import aws_config, aws_session
 from trainboard.backend.runners.ec2.context import TAG_EXPIRES, TAG_RUN
 from trainboard.backend.runners.ec2.errors import error_message
-from trainboard.backend.store import RunStore
+from trainboard.backend.store import RunRecord, RunStatus, RunStore
 
-ACTIVE = ("running", "detached")
+ACTIVE = tuple(s for s in RunStatus if s.is_live)  # running, detached
 LIVE_INSTANCE_STATES = teardown.LIVE_INSTANCE_STATES
 TERMINATE_WAIT = teardown.TERMINATE_TIMEOUT  # seconds for orphan instances to terminate before their groups go
 GROUP_RETRY_WAIT = teardown.GROUP_DELETE_TIMEOUT  # seconds of DependencyViolation retries per group
@@ -88,7 +88,7 @@ def _parse_time(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def verdict(tags: dict[str, str], runs: dict[str, dict[str, Any]], now: dt.datetime) -> tuple[bool, str] | None:
+def verdict(tags: dict[str, str], runs: dict[str, RunRecord], now: dt.datetime) -> tuple[bool, str] | None:
     """(is an orphan, why) for a resource's tags; None when it is not trainboard's at all."""
     run_id = tags.get(TAG_RUN)
     if not run_id:
@@ -100,11 +100,11 @@ def verdict(tags: dict[str, str], runs: dict[str, dict[str, Any]], now: dt.datet
     if record is None:
         until = f" until {expires:%Y-%m-%dT%H:%M:%SZ}" if expires else ""
         return False, f"run not recorded here, not expired{until}: may belong to another machine"
-    status = str(record.get("status") or "")
+    status = record.status
     if status not in ACTIVE:
         return True, f"run {status or 'without a status'}"
-    if status == "running" and not _pid_alive(record.get("trainboard_pid")):
-        return True, f"run crashed (trainboard pid {record.get('trainboard_pid')} is gone)"
+    if status is RunStatus.RUNNING and not _pid_alive(record.trainboard_pid):
+        return True, f"run crashed (trainboard pid {record.trainboard_pid} is gone)"
     return False, f"run {status}"
 
 
@@ -122,7 +122,7 @@ def _pages(ec2: Any, op: str, key: str, **params: Any) -> Iterable[dict[str, Any
 
 def survey(ec2: Any, store: RunStore, now: dt.datetime) -> tuple[list[Orphan], list[Kept]]:
     """Every resource tagged ``trainboard:run-id`` in the client's region: orphans, and those kept."""
-    runs = {r.run_id: r.data for r in store.all()}
+    runs = {r.run_id: r for r in store.all()}
     tagged = [{"Name": "tag-key", "Values": [TAG_RUN]}]
     found: list[tuple[str, str, str, dict[str, str]]] = []  # kind, id, name, tags
     for reservation in _pages(ec2, "describe_instances", "Reservations",
