@@ -43,6 +43,7 @@ from trainboard.backend.github.common import (
     combined_scrub,
 )
 from trainboard.backend.github.plan import fit_body, rewrite_links
+from trainboard.backend.record import RunStatus
 
 if TYPE_CHECKING:
     from github.Repository import Repository
@@ -185,7 +186,7 @@ def _read_results(folder: Path, event: WorkflowRunEvent) -> tuple[RunInfo, str]:
     config: dict[str, Any] = record["config"] if isinstance(record.get("config"), dict) else {}
     name = config_slug(str(config.get("name") or DEFAULT_NAME))
     status = str(record.get("status") or "")
-    status = status if status in ("succeeded", "gate-failed") else config_slug(status or "failed")
+    status = status if status in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED) else config_slug(status or "failed")
     run_id = config_slug(str(record.get("run_id") or folder.name))
     comparison = _untrusted_comparison(record.get("comparison"))
     run = RunInfo(run_id=run_id, branch=config_slug(event.head_branch or "pull request"), commit=event.head_sha,

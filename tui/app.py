@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerState
 
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.record import RunStatus
 from trainboard.backend.session import Session
 from trainboard.tui.commands import PaletteCommand, TrainboardCommands
 from trainboard.tui.firstframe import record_first_frame
@@ -54,9 +55,9 @@ from trainboard.tui.widgets.status import short_path
 
 TICK_SECONDS = 1 / 15
 _NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
-    "succeeded": "information",
-    "cancelled": "warning",
-    "detached": "information",
+    RunStatus.SUCCEEDED: "information",
+    RunStatus.CANCELLED: "warning",
+    RunStatus.DETACHED: "information",
 }
 
 
@@ -193,7 +194,7 @@ class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
             case ev.RunFinished(status=status, outcome=outcome):
                 self.screen_stack[0].set_class(status in FAILED_STATUSES, "-run-failed")
                 lines = [self._status.verdict or f"exit {outcome} ({ExitCode(outcome).name})"]
-                if status == "detached":
+                if status == RunStatus.DETACHED:
                     lines = [f"the job runs on: `trainboard attach {self.session.run_id}` comes back to it"]
                 if self._status.report:
                     lines.append(f"report: {short_path(self._status.report)}")

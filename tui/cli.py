@@ -245,7 +245,7 @@ def _pr(args: argparse.Namespace) -> int:
         print(f"error: run {record.run_id}: its recorded config no longer validates", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
     if record.status is None or not record.status.has_result:
-        print(f"error: run {record.run_id} {record.get('status')}: only a run with a result gets a pull request",
+        print(f"error: run {record.run_id} {record.status}: only a run with a result gets a pull request",
               file=sys.stderr)
         return ExitCode.CONFIG_ERROR
     compared = record.comparison

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from trainboard.backend.github.common import DEFAULT_NAME, PublishError, RunInfo
+from trainboard.backend.record import RunStatus
 
 if TYPE_CHECKING:
     from github.IssueComment import IssueComment
@@ -55,9 +56,10 @@ def commit_statuses(run: RunInfo) -> list[tuple[str, str, str]]:
     judged stale metrics)."""
     comparison = run.comparison
     gated = [r for r in comparison.rows if r.gate] if comparison is not None else []
-    if comparison is None and run.status in ("succeeded", "gate-failed"):
+    has_result = run.status in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED)
+    if comparison is None and has_result:
         return []  # nothing was compared: no verdict to post
-    if run.status not in ("succeeded", "gate-failed") or comparison is None:
+    if not has_result or comparison is None:
         why = _short(f"no verdict: the run {run.status or 'did not finish'}", STATUS_DESCRIPTION_LIMIT)
         contexts = [status_context(run.name, r.key) for r in gated] or [status_context(run.name, "gate")]
         return [(context, "error", why) for context in contexts]
