@@ -1,4 +1,5 @@
-"""Exit codes of every `trainboard` command: part of its API for CI.
+"""Exit codes of every `trainboard` command (part of its API for CI) and the run statuses
+the run record keeps.
 
 Also the one mapping from an exception that ended a run to its exit code, and the
 exit-code help the CLI prints, generated from the enum.
@@ -6,11 +7,40 @@ exit-code help the CLI prints, generated from the enum.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from trainboard.backend.events import Stage
+
+
+class RunStatus(StrEnum):
+    """A run's ``status``: ``running`` while its session is on it, then how it ended
+    (ExitCode.status)."""
+
+    RUNNING = "running"  # a session is on it (or crashed: reap checks trainboard_pid)
+    DETACHED = "detached"  # the view left, the job runs on: `trainboard attach RUN`
+    SUCCEEDED = "succeeded"
+    GATE_FAILED = "gate-failed"
+    JOB_FAILED = "job-failed"
+    CONFIG_ERROR = "config-error"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the run's job may still be going."""
+        return self in (RunStatus.RUNNING, RunStatus.DETACHED)
+
+    @property
+    def has_result(self) -> bool:
+        """Whether the job finished and was compared (passed or not): a run to compare or publish."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED)
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether the job or trainboard failed (the dashboard shows the end of its log)."""
+        return self in (RunStatus.JOB_FAILED, RunStatus.ERROR)
 
 
 class ExitCode(IntEnum):
@@ -23,7 +53,8 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM / cancel: torn down cleanly
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
+        """The status a run that ends with this code records."""
         return _STATUS[self]
 
     @property
@@ -32,13 +63,13 @@ class ExitCode(IntEnum):
 
 
 _STATUS = {
-    ExitCode.OK: "succeeded",
-    ExitCode.GATE_FAILED: "gate-failed",
-    ExitCode.CONFIG_ERROR: "config-error",
-    ExitCode.INFRA_ERROR: "error",
-    ExitCode.JOB_FAILED: "job-failed",
-    ExitCode.DETACHED: "detached",
-    ExitCode.INTERRUPTED: "cancelled",
+    ExitCode.OK: RunStatus.SUCCEEDED,
+    ExitCode.GATE_FAILED: RunStatus.GATE_FAILED,
+    ExitCode.CONFIG_ERROR: RunStatus.CONFIG_ERROR,
+    ExitCode.INFRA_ERROR: RunStatus.ERROR,
+    ExitCode.JOB_FAILED: RunStatus.JOB_FAILED,
+    ExitCode.DETACHED: RunStatus.DETACHED,
+    ExitCode.INTERRUPTED: RunStatus.CANCELLED,
 }
 
 _HELP = {

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainboard.backend.compat_mlflow import tracking_app
+from trainboard.backend.store_template import seed_store
 from trainboard.backend.tracking import TrackingError, prefetch
 
 LOCAL_SCHEMES = ("sqlite:", "file:")
@@ -53,6 +54,7 @@ class LocalTrackingServer:
 
     def _start(self) -> None:
         prefetch().join()
+        seed_store(self.backend_uri)  # a new store: a copy of an empty one, not seconds of migrations
         # MLflow's app with our store made now (so a bad store fails here), not a store an
         # earlier server of this process left cached: MLflow's privates, see compat_mlflow.
         app = tracking_app(self.backend_uri, str(self.artifact_root))

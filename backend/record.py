@@ -1,4 +1,4 @@
-"""The run record's typed shape: RunStatus, and the RunData model of ``record.json``.
+"""The run record's typed shape: the RunData model of ``record.json`` (its RunStatus is in exitcodes).
 
 RunData names every key trainboard writes in ``.trainboard/runs/<id>/record.json``,
 with its type. Every key is optional (an early record lacks the newer ones) and every
@@ -11,41 +11,12 @@ of the wrong type reads as its key's default, and the JSON itself is never chang
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainboard.backend.events import StageState
-
-
-class RunStatus(StrEnum):
-    """A run's ``status``: ``running`` while its session is on it, then how it ended
-    (trainboard.backend.exitcodes.ExitCode.status)."""
-
-    RUNNING = "running"  # a session is on it (or crashed: reap checks trainboard_pid)
-    DETACHED = "detached"  # the view left, the job runs on: `trainboard attach RUN`
-    SUCCEEDED = "succeeded"
-    GATE_FAILED = "gate-failed"
-    JOB_FAILED = "job-failed"
-    CONFIG_ERROR = "config-error"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_live(self) -> bool:
-        """Whether the run's job may still be going."""
-        return self in (RunStatus.RUNNING, RunStatus.DETACHED)
-
-    @property
-    def has_result(self) -> bool:
-        """Whether the job finished and was compared (passed or not): a run to compare or publish."""
-        return self in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED)
-
-    @property
-    def is_failure(self) -> bool:
-        """Whether the job or trainboard failed (the dashboard shows the end of its log)."""
-        return self in (RunStatus.JOB_FAILED, RunStatus.ERROR)
+from trainboard.backend.exitcodes import RunStatus as RunStatus  # re-exported: the record's status
 
 
 class _Part(BaseModel):

@@ -15,7 +15,7 @@ from trainboard.backend.baselines import find_baseline
 from trainboard.backend.compare import Comparison
 from trainboard.backend.config import RunConfig
 from trainboard.backend.events import STAGES, Stage, StageState
-from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.gitinfo import GitState
 from trainboard.backend.metricfeed import add_points, send_baseline
 from trainboard.backend.metrichistory import read_metric_history
@@ -80,7 +80,7 @@ async def resume_live_run(ctx: RunContext, record: RunRecord) -> None:
     if train is not None and train.started_at:
         ctx.state.resumed_at[Stage.TRAIN] = train.started_at
     await _read_back_secrets(ctx, handle)
-    record.update(status="running", trainboard_pid=os.getpid())
+    record.update(status=RunStatus.RUNNING, trainboard_pid=os.getpid())
     if ctx.state.tracking.client is not None:
         ctx.state.metrics.baseline = await find_baseline(ctx, lambda: _recorded_baseline(ctx), early=False)
         send_baseline(ctx)

@@ -146,6 +146,11 @@ class RunRecord:
         self.data.update(coerced(fields, f"run record {self.path / RECORD}"))
         self.save()
 
+    def merge(self, section: str, **fields: Any) -> None:
+        """Set keys inside one section (``runner``, ``mlflow``), keeping its others; checked, and saved."""
+        current = self.data.get(section)
+        self.update(**{section: {**(current if isinstance(current, dict) else {}), **fields}})
+
     def set_stage(self, stage: str, state: StageState, detail: str, elapsed: float, started_at: float | None) -> None:
         """Set one of ``stages`` (checked); written by the next save."""
         info = {"state": state, "detail": detail, "elapsed": elapsed, "started_at": started_at}

@@ -74,7 +74,7 @@ async def _release_runner(ctx: RunContext, outcome: ExitCode) -> None:
     finally:
         with contextlib.suppress(Exception):
             if record is not None:
-                record.update(runner={**record.get("runner", {}), "state": runner.state()})
+                record.merge("runner", state=runner.state())
         final = cost(ctx, final=True)
         if final is not None:
             ctx.emit(final)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainboard.backend.compat_mlflow import metric_objects
 from trainboard.backend.events import MetricPoint
+from trainboard.backend.store_template import seed_store
 from trainboard.backend.tracking_calls import (
     JOB_HTTP_DEFAULTS,
     POLL_TIMEOUT,
@@ -183,6 +184,8 @@ class Tracking:
         if self._client is None:
             _import_mlflow()
             from mlflow.tracking import MlflowClient
+
+            seed_store(self.tracking_uri)  # a new store: a copy of an empty one, not seconds of migrations
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 

@@ -52,25 +52,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_project(Path(tmp))
         sets = [a for o in args.overrides for a in ("--set", o)]
-        # Warm-up: the first run creates MLflow's SQLite tables (a one-off of several seconds).
-        subprocess.run([*trainboard, "run", "sample_params.yaml", "--no-tui", *sets], cwd=repo,
-                       env=env, capture_output=True, check=False)
+        # The first run in a new repository also creates MLflow's SQLite store: reported apart.
+        first = one_run(trainboard, repo, env, sets, "first run in a new repository")
+        if first is None:
+            return 1
         overheads, totals, jobs = [], [], []
         for _ in range(args.runs):
-            start = time.perf_counter()
-            proc = subprocess.run([*trainboard, "run", "sample_params.yaml", "--no-tui", *sets],
-                                  cwd=repo, env=env, capture_output=True, text=True, check=False)
-            total = time.perf_counter() - start
-            if proc.returncode not in (0, 1):
-                print(proc.stdout[-2000:], proc.stderr[-2000:])
+            measured = one_run(trainboard, repo, env, sets, "run")
+            if measured is None:
                 return 1
-            runs = sorted((repo / ".trainboard" / "runs").iterdir())
-            record = json.loads((runs[-1] / "record.json").read_text())
-            job = record["stages"]["train"]["elapsed"] + _setup_seconds(runs[-1])
-            totals.append(total)
-            jobs.append(job)
-            overheads.append(total - job)
-            print(f"run {record['run_id']}: total {total:6.2f} s  job {job:6.2f} s  overhead {total - job:5.2f} s")
+            for values, value in zip((totals, jobs, overheads), measured, strict=True):
+                values.append(value)
+        runs = sorted((repo / ".trainboard" / "runs").iterdir())
         # Baseline: the job alone, run by bash in the last workspace.
         workspace = runs[-1] / "workspace"
         start = time.perf_counter()
@@ -84,6 +77,23 @@ def main() -> int:
     print(f"orchestration overhead: {med_over:.2f} s (goal <= 3 s); "
           f"ratio trainboard run / job alone = {med_total / alone:.2f}")
     return 0
+
+
+def one_run(trainboard: list[str], repo: Path, env: dict[str, str], sets: list[str],
+            label: str) -> tuple[float, float, float] | None:
+    """(total, job, overhead) seconds of one `trainboard run --no-tui`; None when it broke."""
+    start = time.perf_counter()
+    proc = subprocess.run([*trainboard, "run", "sample_params.yaml", "--no-tui", *sets],
+                          cwd=repo, env=env, capture_output=True, text=True, check=False)
+    total = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        print(proc.stdout[-2000:], proc.stderr[-2000:])
+        return None
+    run_dir = sorted((repo / ".trainboard" / "runs").iterdir())[-1]
+    record = json.loads((run_dir / "record.json").read_text())
+    job = record["stages"]["train"]["elapsed"] + _setup_seconds(run_dir)
+    print(f"{label} {record['run_id']}: total {total:6.2f} s  job {job:6.2f} s  overhead {total - job:5.2f} s")
+    return total, job, total - job
 
 
 def _setup_seconds(run_dir: Path) -> float:

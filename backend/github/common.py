@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from trainboard.backend import gitpush
 from trainboard.backend.compare import Comparison
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.redact import Redactor
 
 BODY_LIMIT = 65536  # GitHub's limit on a pull request's or comment's body, in characters
@@ -81,7 +82,7 @@ class RunInfo:
     name: str = DEFAULT_NAME  # the config's name: its report comment and statuses are its own
     verdict: str = ""  # one line: the comparison's verdict
     comparison: Comparison | None = None  # for the commit statuses; None: no statuses
-    status: str = "succeeded"  # the run's status: succeeded, gate-failed; anything else posts "error"
+    status: str = RunStatus.SUCCEEDED  # the run's status: succeeded, gate-failed; anything else posts "error"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from trainboard.backend import gitbaseline as gb
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.hooks.base import BaselineLookup, Hook
 from trainboard.backend.publish import base_branch_blocker
 from trainboard.backend.redact import mask_config
@@ -42,7 +43,7 @@ class GitNotesHook(Hook):
         remote = gb.pick_remote(ctx.root, cfg.github.remote, git.branch)
         entry = gb.make_entry(
             gb.identity_for(cfg, ctx.loaded.path, ctx.root), branch=git.branch, commit=git.commit,
-            status="succeeded" if comparison.passed else "gate-failed", verdict=comparison.verdict,
+            status=RunStatus.SUCCEEDED if comparison.passed else RunStatus.GATE_FAILED, verdict=comparison.verdict,
             metrics={k: v for k, v in ctx.state.metrics.latest.items() if k in cfg.metrics},
             params=flatten(mask_config(cfg.params)), mlflow_run_id=ctx.state.tracking.mlflow_run_id,
             trainboard_run_id=ctx.run_id, overrides=ctx.redact.lines(list(ctx.loaded.overrides)))

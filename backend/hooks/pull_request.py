@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from trainboard.backend import events as ev
 from trainboard.backend.events import Stage
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.github import PublishError, ReadOnlyToken, RunInfo, read_only_reason
 from trainboard.backend.hooks.base import Hook
 from trainboard.backend.publish import base_branch_blocker, publish, publishes_at_the_end
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 def run_info(record: RunRecord, config: RunConfig, comparison: Comparison | None, stale: bool = False) -> RunInfo:
     """What the pull request says of a finished run (its record, and the verdict when there is one)."""
     status = "stale metrics" if stale else str(record.status or "")
-    if comparison is not None and not stale and status not in ("failed", "cancelled"):
-        status = "succeeded" if comparison.passed else "gate-failed"
+    ended = record.status
+    if comparison is not None and not stale and not (ended and (ended.is_failure or ended is RunStatus.CANCELLED)):
+        status = RunStatus.SUCCEEDED if comparison.passed else RunStatus.GATE_FAILED
     return RunInfo(record.run_id, record.branch, record.commit, config.name,
                    comparison.verdict if comparison else record.verdict,
                    comparison=comparison, status=status)

@@ -12,6 +12,7 @@ from trainboard.backend import events as ev
 from trainboard.backend.baselines import find_baseline
 from trainboard.backend.config import ConfigError
 from trainboard.backend.events import Stage
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.gitinfo import git_state
 from trainboard.backend.metricfeed import send_baseline
 from trainboard.backend.redact import mask_config
@@ -89,7 +90,7 @@ def _create_record(ctx: RunContext, uri: str) -> None:
         dirty=git.dirty,
         runner={"kind": cfg.runner.kind},
         mlflow={"tracking_uri": uri, "experiment": cfg.mlflow.experiment, "run_id": ""},
-        status="running",
+        status=RunStatus.RUNNING,
         stages={},
         trainboard_pid=os.getpid(),
     )
@@ -122,8 +123,7 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
         tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
         mask_config(cfg.params)  # a secret-named param is logged as ***
     )
-    record.update(mlflow={**record.get("mlflow", {}), "run_id": mlflow_run_id,
-                          "baseline_run_id": baseline.mlflow_run_id if baseline else "",
-                          "baseline_source": (baseline.source or "mlflow") if baseline else ""})
+    record.merge("mlflow", run_id=mlflow_run_id, baseline_run_id=baseline.mlflow_run_id if baseline else "",
+                 baseline_source=(baseline.source or "mlflow") if baseline else "")
     ctx.emit(ev.TrackingReady(tracking.tracking_uri, tracking.experiment, mlflow_run_id))
     send_baseline(ctx)

@@ -25,6 +25,6 @@ class ProvisionStage:
         try:
             host = await runner.provision()
         finally:  # what was created so far, for teardown, attach and reap
-            record.update(runner={**record.get("runner", {}), "state": runner.state()})
+            record.merge("runner", state=runner.state())
         runner_ready(ctx, host)
         return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from trainboard.backend import events as ev
 from trainboard.backend.events import Stage
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.runreport import write_report
 from trainboard.backend.stages.base import RunContext
 
@@ -16,7 +17,7 @@ class ReportStage:
     async def run(self, ctx: RunContext) -> str:
         result = ctx.state.metrics.comparison
         assert result is not None
-        status = "succeeded" if result.passed else "gate-failed"
+        status = RunStatus.SUCCEEDED if result.passed else RunStatus.GATE_FAILED
         stale = ctx.state.metrics.stale is not None
         path = await write_report(ctx, f"error: {status} on stale metrics" if stale else status)
         ctx.emit(ev.ReportWritten(str(path)))
