@@ -233,11 +233,14 @@ def test_run_record_reads_every_key_of_the_model() -> None:
 def test_run_status_names_every_status_written() -> None:
     written = {code.status for code in ExitCode} | {"running"}
     assert written == {s.value for s in RunStatus}
-    # status literals written anywhere (the session's stages, hooks and restore)
-    literals = set()
+    # Statuses are written as RunStatus members (the stages, hooks and restore), never as literals.
+    literals, members = set(), set()
     for source in sorted((ROOT / "backend").rglob("*.py")):
-        literals |= set(re.findall(r"status=\"([a-z-]+)\"", source.read_text()))
-    assert literals and literals <= {s.value for s in RunStatus}
+        text = source.read_text()
+        literals |= set(re.findall(r"status=\"([a-z-]+)\"", text))
+        members |= set(re.findall(r"status=RunStatus\.([A-Z_]+)", text))
+    assert literals == set()
+    assert {"RUNNING", "SUCCEEDED", "GATE_FAILED"} <= members <= set(RunStatus.__members__)
     assert {s for s in RunStatus if s.is_live} == {RunStatus.RUNNING, RunStatus.DETACHED}
     assert {s for s in RunStatus if s.has_result} == {RunStatus.SUCCEEDED, RunStatus.GATE_FAILED}
 
