@@ -270,7 +270,8 @@ def test_ec2_run_end_to_end_through_the_cli_leaves_nothing_behind(ec2: Ec2Setup,
     assert isinstance(record["cost"], float) and 0 <= record["cost"] < 0.01
     assert any(line.startswith("  runner cost $") and "at $0.010/h" in line for line in cli.lines), out
     assert all(record["stages"][s]["state"] == "done"
-               for s in ("check", "provision", "sync", "train", "collect", "compare", "report", "teardown"))
+               for s in ("check", "provision", "sync", "train", "collect", "compare", "report", "teardown")), \
+        record["stages"]
     # Teardown: nothing of the run left in AWS, the instance terminated, the per-run key gone.
     assert instance_states(aws, run_id) == {instance_id: "terminated"}
     assert_nothing_left(aws, run_id)
