@@ -62,7 +62,8 @@ class Kept:
     reason: str
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether the process ``pid`` may still be running (True when the pid is missing or unusable)."""
     try:
         pid = int(pid)
     except (TypeError, ValueError):
@@ -103,7 +104,7 @@ def verdict(tags: dict[str, str], runs: dict[str, RunRecord], now: dt.datetime) 
     status = record.status
     if status not in ACTIVE:
         return True, f"run {status or 'without a status'}"
-    if status is RunStatus.RUNNING and not _pid_alive(record.trainboard_pid):
+    if status is RunStatus.RUNNING and not pid_alive(record.trainboard_pid):
         return True, f"run crashed (trainboard pid {record.trainboard_pid} is gone)"
     return False, f"run {status}"
 

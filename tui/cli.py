@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args)
     if args.command == "reap":
         return _reap(args)
+    if args.command == "prune":
+        return _prune(args)
     if args.command == "init":
         return _init(args)
     if args.command == "pr":
@@ -184,7 +186,9 @@ def _runs(args: argparse.Namespace) -> int:
     if not records:
         console.print("no runs yet: start one with `trainboard run sample_params.yaml`")
         return 0
-    console.print(runs_table(records))
+    from trainboard.backend.prune import folder_bytes
+
+    console.print(runs_table(records, {r.run_id: folder_bytes(r.path) for r in records}))
     return 0
 
 
@@ -331,6 +335,12 @@ def _reap(args: argparse.Namespace) -> int:
     from trainboard.backend.reap import reap
 
     return reap(_store().root, args.region, args.dry_run, print)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from trainboard.backend.prune import prune
+
+    return prune(_store().root, args.keep, args.older_than, args.dry_run, print)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pr(sub)
     _add_init(sub)
     _add_reap(sub)
+    _add_prune(sub)
     return parser
 
 
@@ -92,3 +93,14 @@ def _add_reap(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "Resources of runs unknown here are left until they expire.")
     reap.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     reap.add_argument("--region", help="AWS region (default: the AWS config chain)")
+
+
+def _add_prune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prune = sub.add_parser("prune", help="delete old run folders under .trainboard/runs to free disk",
+                           description="Delete the folders of old runs (.trainboard/runs/<id>/: record, logs, "
+                           "workspace copy, outputs). Live runs (running, detached) are never deleted, nor the "
+                           "MLflow store. Give --keep and/or --older-than; with both, a run must match both.")
+    prune.add_argument("--keep", type=int, metavar="N", help="keep the N newest runs, prune the older ones")
+    prune.add_argument("--older-than", metavar="WHEN",
+                       help="prune runs created before WHEN: a duration (7d, 12h, 30m, 2w) or a date (2026-01-31)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")

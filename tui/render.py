@@ -44,15 +44,23 @@ def verdict_text(comp: Comparison) -> Text:
     return Text(comp.verdict, style="bold green" if comp.passed else "bold red")
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+def runs_table(records: list[RunRecord], sizes: dict[str, int] | None = None) -> Table:
+    """The runs, one a row; with ``sizes`` (bytes per run id) a Size column and the total kept."""
+    from trainboard.backend.prune import format_bytes
+
     table = Table(title="trainboard runs", title_justify="left")
     for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took"):
         table.add_column(name, no_wrap=True)
+    if sizes is not None:
+        table.add_column("Size", no_wrap=True, justify="right")
+        table.caption = f"{format_bytes(sum(sizes.values()))} kept in {len(records)} run(s)"
+        table.caption_justify = "left"
     table.add_column("Verdict", overflow="fold", ratio=1)
     for record in records:
         status = record.status
         took = record.duration
         job = record.job_exit_code
+        size = [] if sizes is None else [format_bytes(sizes.get(record.run_id, 0))]
         table.add_row(
             record.run_id,
             record.name,
@@ -61,6 +69,7 @@ def runs_table(records: list[RunRecord]) -> Table:
             record.commit[:7] + ("*" if record.dirty else ""),
             "—" if job is None else f"exit {job}",
             "—" if took is None else format_seconds(took),
+            *size,
             record.verdict,
         )
     return table
