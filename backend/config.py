@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from trainboard.backend.config_errors import ConfigError, Path_
 from trainboard.backend.config_explain import _explain
-from trainboard.backend.config_overrides import _apply_override
+from trainboard.backend.config_overrides import apply_overrides
 from trainboard.backend.config_schema import (
     DEFAULT_AMI,
     CompareConfig,
@@ -127,10 +127,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of settings", file=shown, line=1,
                           fix="start from sample_params.yaml")
-    overridden: dict[Path_, str] = {}
-    for item in overrides:
-        keys = _apply_override(data, item)
-        overridden[keys] = f"--set {_visible(item)}"
+    overridden = apply_overrides(data, overrides)
 
     try:
         config = RunConfig.model_validate(data)

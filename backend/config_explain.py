@@ -88,6 +88,8 @@ def _explain(exc: ValidationError, file: str, lines: dict[Path_, int], overridde
         if loc[: len(keys)] == keys or keys[: len(loc)] == loc:
             source = text
             break
+    if kind == "list_type" and source and loc:
+        fix = _list_fix(".".join(loc), source)
     return ConfigError(message, file=file, line=line, setting=_visible(".".join(loc), 120), fix=fix, source=source)
 
 
@@ -105,3 +107,11 @@ def _settings_at(loc: Path_) -> list[str]:
         else:
             return []
     return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _list_fix(setting: str, source: str) -> str:
+    """The fix for a ``--set`` that gave a list setting a single value: the value as a one-item list."""
+    value = source.partition("=")[2].strip()
+    item = value if value.startswith(("\"", "'")) else '"' + value.replace('"', '\\"') + '"'
+    return (f"{_visible(setting, 120)} is a list: write it as a YAML list, e.g. "
+            f"--set '{_visible(setting, 120)}=[{_visible(item)}]'")

@@ -125,7 +125,7 @@ def test_set_parses_values_as_yaml(good_yaml: Path) -> None:
             "params.lr=0.25",
             "params.shuffle=true",
             "params.tag=abc",
-            "params.empty=",
+            'params.empty=""',
             "mlflow.poll_interval=5",
             "job.command=python train.py --lr=0.1",  # only the first '=' splits
         ],
