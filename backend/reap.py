@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from trainboard.backend.runners.base import RunnerError
+from trainboard.backend.runners.base import PreflightError, RunnerError
 from trainboard.backend.runners.ec2 import teardown
 from trainboard.backend.runners.ec2.client import aws_config, aws_session
 from trainboard.backend.runners.ec2.context import TAG_EXPIRES, TAG_RUN
@@ -38,6 +38,8 @@ from trainboard.backend.store import RunRecord, RunStatus, RunStore
 
 ACTIVE = tuple(s for s in RunStatus if s.is_live)  # running, detached
 LIVE_INSTANCE_STATES = teardown.LIVE_INSTANCE_STATES
+NO_REGION = ("no AWS region: pass `trainboard reap --region R`, or set AWS_REGION (or AWS_DEFAULT_REGION, "
+             "or a region in your AWS profile); reap reads no trainboard config, so runner.region does not apply")
 TERMINATE_WAIT = teardown.TERMINATE_TIMEOUT  # seconds for orphan instances to terminate before their groups go
 GROUP_RETRY_WAIT = teardown.GROUP_DELETE_TIMEOUT  # seconds of DependencyViolation retries per group
 OK, FAILED = 0, 3  # exit codes (trainboard.backend.exitcodes: OK, INFRA_ERROR)
@@ -216,6 +218,10 @@ def reap(root: Path, region: str | None, dry_run: bool, echo: Callable[[str], No
     store = RunStore(Path(root))
     try:
         session = aws_session(region)
+    except PreflightError:  # its only one: no region; the run's own message names the config
+        echo(f"reap: {NO_REGION}")
+        return FAILED
+    try:
         ec2 = session.client("ec2", config=aws_config())
         where = session.region_name
         orphans, kept = survey(ec2, store, dt.datetime.now(dt.UTC))

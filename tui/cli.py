@@ -96,10 +96,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _attach(args: argparse.Namespace) -> int:
     from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.recompare import NO_RUNS
     from trainboard.backend.session import Session
     from trainboard.backend.tracking import prefetch
 
     store = _store()
+    if not store.all():
+        print(f"error: {NO_RUNS}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
     record = _resolve(store, args.run)
     if record is None:
         return ExitCode.CONFIG_ERROR
@@ -196,13 +200,18 @@ def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from trainboard.backend.exitcodes import ExitCode
-    from trainboard.backend.recompare import RecompareError, recompare
+    from trainboard.backend.recompare import NothingToCompare, RecompareError, pick, recompare
     from trainboard.tui.render import comparison_table, verdict_text
 
     try:
-        record = _store().resolve(args.run)
+        record = pick(_store(), args.run)
+        if args.run is None:
+            print(f"comparing run {record.run_id}, the latest with a result ({record.status})", file=sys.stderr)
         comparison = recompare(record)
-    except (LookupError, RecompareError) as exc:
+    except NothingToCompare as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    except RecompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRA_ERROR
     console = Console()
