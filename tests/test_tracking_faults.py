@@ -241,7 +241,9 @@ def test_tracking_server_stopped_and_restarted_mid_run(repo: Path, server: Track
     assert code == 0, out
     stale, fresh = run.matching(is_stale), run.matching(is_fresh)
     assert len(stale) == 1 and len(fresh) == 1, out  # one line each, not one per failed poll
-    assert "connection refused" in stale[0][1], stale
+    # Killed between two polls, the server refuses the next one; killed while a poll is under
+    # way, the kernel resets that connection. Either is the reason, named.
+    assert "connection refused" in stale[0][1] or "connection reset" in stale[0][1], stale
     assert stale[0][0] - stopped <= POLL_INTERVAL + REQUEST_TIMEOUT, (stale[0][0] - stopped, out)
     assert fresh[0][0] >= restarted, out
     assert run.matching(lambda line: line.startswith("retrying step")), "the job never met the outage"
