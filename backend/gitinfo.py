@@ -38,8 +38,20 @@ def git_state(root: Path) -> GitState:
         return GitState(root=root, branch="(no git)", commit="", dirty=False, is_git=False)
     commit = _git(root, "rev-parse", "HEAD") or ""
     branch = _ci_branch() or _git(root, "symbolic-ref", "--short", "-q", "HEAD") or "HEAD"
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    return GitState(root=root, branch=branch, commit=commit, dirty=dirty, is_git=True)
+    return GitState(root=root, branch=branch, commit=commit, dirty=is_dirty(root), is_git=True)
+
+
+def is_dirty(root: Path) -> bool:
+    """Whether the run takes anything the commit does not hold: a changed tracked file, or an
+    untracked file git does not ignore (files_to_sync syncs those too); trainboard's own folder aside."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], cwd=root,
+                             capture_output=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    entries = [entry for entry in out.decode("utf-8", "surrogateescape").split("\0") if entry]
+    # Each entry is "XY path" (a rename's original path follows as an entry of its own).
+    return any(not entry[3:].startswith(".trainboard/") for entry in entries)
 
 
 def _ci_branch() -> str | None:

@@ -64,7 +64,7 @@ def _check_repository(ctx: RunContext) -> None:
     git = ctx.state.git = git_state(ctx.root)
     if not git.is_git:
         raise ConfigError(
-            f"{ctx.root} is not inside a git repository",
+            f"the config's folder {ctx.root} is not inside a git repository",
             file=str(ctx.loaded.path),
             fix="run trainboard from a git checkout (`git init` and commit your code): it syncs "
             "the current commit plus uncommitted changes, and compares branches",
