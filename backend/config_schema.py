@@ -131,6 +131,7 @@ class JobConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     timeout_minutes: float | None = Field(default=None, gt=0)
     outputs: list[str] = Field(default_factory=list)
+    params_schema: str = ""  # a YAML file of the params the job reads, with their defaults
 
     @field_validator("env", mode="before")
     @classmethod

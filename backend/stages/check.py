@@ -15,6 +15,7 @@ from trainboard.backend.events import Stage
 from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.gitinfo import git_state
 from trainboard.backend.metricfeed import send_baseline
+from trainboard.backend.params_schema import check_params
 from trainboard.backend.redact import mask_config
 from trainboard.backend.runnerlink import serve_tracking
 from trainboard.backend.stages.base import RunContext
@@ -42,6 +43,7 @@ class CheckStage:
         cfg = ctx.config
         mlflow_import = prefetch()
         _check_repository(ctx)
+        check_params(ctx.loaded, ctx.root)
         for hook in ctx.hooks:
             hook.check(ctx)
         uri = resolve_uri(cfg.mlflow.tracking_uri, ctx.root)
