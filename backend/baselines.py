@@ -1,13 +1,16 @@
 """The run's baseline: MLflow's latest run of the base branch first, then each hook's source in order
-(git notes, the base branch's committed DVC metrics)."""
+(git notes, the base branch's committed DVC metrics); and, for the report, its metric history."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from trainboard.backend.evaluations import EPOCH_KEY, BaselineHistory
 from trainboard.backend.hooks.base import BaselineLookup
 from trainboard.backend.stages.base import RunContext
-from trainboard.backend.tracking import Baseline
+from trainboard.backend.tracking import POLL_TIMEOUT, Baseline, TrackingError, why_unreachable
+
+HISTORY_TIMEOUT = 2 * POLL_TIMEOUT  # reading the baseline's history, all its keys together
 
 
 async def find_baseline(ctx: RunContext, from_mlflow: Callable[[], Awaitable[Baseline | None]],
@@ -30,3 +33,31 @@ async def find_baseline(ctx: RunContext, from_mlflow: Callable[[], Awaitable[Bas
         elif lookup is not None:
             lookup.cancel()
     return baseline
+
+
+async def baseline_history(ctx: RunContext) -> BaselineHistory | None:
+    """The baseline run's history of the followed metrics (and of ``epoch``), read from MLflow
+    once (bounded by HISTORY_TIMEOUT) and kept in the run's state; None without a baseline."""
+    metrics = ctx.state.metrics
+    base = metrics.baseline
+    if base is None:
+        return None
+    if metrics.baseline_history is None:
+        metrics.baseline_history = await _read_history(ctx, base)
+    return metrics.baseline_history
+
+
+async def _read_history(ctx: RunContext, base: Baseline) -> BaselineHistory:
+    if not base.mlflow_run_id:
+        return BaselineHistory((), f"the baseline ({base.source or 'without an MLflow run'}) keeps final values only")
+    tracking = ctx.state.tracking.client
+    if tracking is None or ctx.state.metrics.stale is not None:
+        return BaselineHistory((), "its history was not read: MLflow is not answering")
+    keys = [*ctx.config.metrics, EPOCH_KEY]
+    try:
+        points = await tracking.call(tracking.history, base.mlflow_run_id, keys, timeout=HISTORY_TIMEOUT)
+    except TrackingError as exc:
+        return BaselineHistory((), f"its history could not be read: {why_unreachable(exc)}")
+    if not any(p.key in ctx.config.metrics for p in points):
+        return BaselineHistory((), "its MLflow run has no history of the followed metrics")
+    return BaselineHistory(tuple(points))

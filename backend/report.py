@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainboard.backend.compare import Comparison
+from trainboard.backend.compare import Comparison, ComparisonRow
+from trainboard.backend.evaluations import EvaluationTable, experiment_title, fmt_epoch
+from trainboard.backend.exitcodes import RunStatus
 from trainboard.backend.tracking import flatten
 
 
@@ -29,6 +31,8 @@ class ReportInput:
     plot: str | None  # file name beside the report
     confusion_matrix: str | None
     log_tail: list[str]
+    evaluations: EvaluationTable | None = None  # the run's metric history, a row per evaluation
+    baseline_curve: str | None = None  # the baseline on the plot: None none, "" its curve, else why a flat line
 
 
 def tail_lines(path: Path, count: int, block: int = 65536) -> list[str]:
@@ -55,9 +59,15 @@ def render(report: ReportInput) -> str:
     out = _summary(report)
     if report.comparison is not None:
         out += _metrics(report.comparison)
+    if report.evaluations is not None:
+        out += evaluations_section(report.evaluations)
     out += _params(report)
     if report.plot:
         out += ["## Training curves", "", f"![metrics per step]({report.plot})", ""]
+        if report.baseline_curve is not None:
+            why = report.baseline_curve
+            out += [f"The baseline (dashed) is drawn at its final value: {why}." if why
+                    else "The baseline (dashed) is its run's curve.", ""]
     if report.confusion_matrix:
         out += ["## Confusion matrix", "", f"![confusion matrix]({report.confusion_matrix})", ""]
     if report.log_tail:
@@ -68,13 +78,10 @@ def render(report: ReportInput) -> str:
 def _summary(report: ReportInput) -> list[str]:
     """The title, the verdict and the run's table."""
     out: list[str] = []
-    out.append(f"# trainboard report: {report.name}")
+    out.append(f"# trainboard report: {experiment_title(report.name, report.experiment)}")
     out.append("")
     comp = report.comparison
-    if comp is not None:
-        out.append(f"**{comp.verdict}**")
-    else:
-        out.append(f"**No comparison: the run {report.status}.**")
+    out.append(f"**{comp.verdict if comp is not None else no_comparison(report.status, report.job_exit_code)}**")
     out.append("")
     commit = report.commit[:10] or "(no commit)"
     changes = " + uncommitted changes" if report.dirty else ""
@@ -98,8 +105,39 @@ def _summary(report: ReportInput) -> list[str]:
     return out
 
 
+def no_comparison(status: str, job_exit_code: int | None = None) -> str:
+    """Why a run's report has no verdict, said for each status it may end (or stand) in."""
+    code = f" (exit {job_exit_code})" if job_exit_code is not None else ""
+    reasons = {
+        RunStatus.CANCELLED: "the run was cancelled before its metrics were compared.",
+        RunStatus.JOB_FAILED: f"the training job failed{code}, so its metrics were not compared.",
+        RunStatus.ERROR: "trainboard stopped on an error before the metrics were compared.",
+        RunStatus.CONFIG_ERROR: "the config was refused, so nothing ran.",
+        RunStatus.RUNNING: "the run is still running; its metrics are compared when the job ends.",
+        RunStatus.DETACHED: "the job is still running, detached; its metrics are compared when it ends.",
+        RunStatus.SUCCEEDED: "the run succeeded, but no comparison was recorded.",
+        RunStatus.GATE_FAILED: "the run failed a gate, but no comparison was recorded.",
+    }
+    try:
+        return f"No comparison: {reasons[RunStatus(status)]}"
+    except (ValueError, KeyError):
+        return f"No comparison: the run ended as {status}."
+
+
+def change_marks(row: ComparisonRow) -> tuple[str, str]:
+    """The delta's direction (▲ up, ▼ down) and whether that is better or worse for the
+    metric's goal: a loss that falls reads "▼" and "better"."""
+    delta = row.delta
+    if delta is None:
+        return "", "—"
+    if delta == 0:
+        return "", "same"
+    return ("▲" if delta > 0 else "▼"), ("better" if row.improved else "worse")
+
+
 def _metrics(comp: Comparison) -> list[str]:
-    out = ["## Metrics", "", "| Metric | Before | After | Δ | Gate | Result |", "|---|---:|---:|---:|---|---|"]
+    out = ["## Metrics", "", "| Metric | Before | After | Δ | Change | Gate | Result |",
+           "|---|---:|---:|---:|---|---|---|"]
     for row in comp.rows:
         if row.passed is None:
             result = "—"
@@ -107,13 +145,42 @@ def _metrics(comp: Comparison) -> list[str]:
             result = "✅ pass" + (f" ({row.reason})" if row.reason else "")
         else:
             result = f"❌ fail ({row.reason})"
-        delta = row.fmt(row.delta, signed=True)
-        if row.improved is not None:
-            delta += " ▲" if row.improved else " ▼"
+        arrow, change = change_marks(row)
+        delta = row.fmt(row.delta, signed=True) + (f" {arrow}" if arrow else "")
         out.append(
-            f"| {_cell(row.display)} | {row.fmt(row.before)} | {row.fmt(row.after)} | {delta} "
+            f"| {_cell(row.display)} | {row.fmt(row.before)} | {row.fmt(row.after)} | {delta} | {change} "
             f"| {_cell(row.gate) or '—'} | {result} |"
         )
+    goals = "; ".join(f"{r.display}: {'higher' if r.goal == 'max' else 'lower'} is better" for r in comp.rows)
+    out += ["", f"Δ is After − Before; ▲ it rose, ▼ it fell; Change says whether that is better ({_cell(goals)}).", ""]
+    return out
+
+
+def evaluations_section(table: EvaluationTable) -> list[str]:
+    """A row per evaluation (step, epoch), a column per followed metric; the baseline's finals."""
+    axis = table.axis
+    heads = ["Epoch"] if axis.steps_are_epochs else (["Step", "Epoch"] if axis.knows_epochs else ["Step"])
+    heads += [_cell(c.display) for c in table.columns]
+    out = ["## Evaluations", ""]
+    said = f"{table.total} evaluation{'s' if table.total != 1 else ''} of the followed metrics"
+    if table.omitted:
+        said += f"; the first {len(table.rows) // 2} and the last {len(table.rows) - len(table.rows) // 2} shown"
+    names = [c.display for c in table.columns if c.key in table.between]
+    if names:
+        said += f". {', '.join(names)}: the latest value logged at each evaluation's step"
+    out += [said + ".", "", "| " + " | ".join(heads) + " |", "|" + "---:|" * len(heads)]
+    for index, row in enumerate(table.rows):
+        if table.omitted and index == len(table.rows) // 2:
+            out.append(f"| … {table.omitted} more |" + " |" * (len(heads) - 1))
+        where = [str(row.step)] if not axis.steps_are_epochs else []
+        if axis.knows_epochs:
+            where.append(fmt_epoch(row.epoch if row.epoch is not None else row.step))
+        values = [c.fmt(v) for c, v in zip(table.columns, row.values, strict=True)]
+        out.append("| " + " | ".join(where + values) + " |")
+    if table.baseline is not None:
+        first = ["Baseline (final)"] + [""] * (len(heads) - len(table.columns) - 1)
+        values = [c.fmt(v) for c, v in zip(table.columns, table.baseline, strict=True)]
+        out.append("| " + " | ".join(first + values) + " |")
     out.append("")
     return out
 

@@ -16,6 +16,7 @@ from trainboard.backend.events import Stage
 
 if TYPE_CHECKING:
     from trainboard.backend.compare import Comparison
+    from trainboard.backend.evaluations import BaselineHistory
     from trainboard.backend.gitinfo import GitState
     from trainboard.backend.mlflow_server import LocalTrackingServer
     from trainboard.backend.runners import JobHandle, Runner
@@ -69,6 +70,7 @@ class MetricsState:
     stale: ev.MetricsStale | None = None  # MLflow stopped answering, until it answers again
     poll_task: asyncio.Task[bool] | None = None  # the poll under way, if any
     baseline: Baseline | None = None
+    baseline_history: BaselineHistory | None = None  # read once, for the report (baselines.baseline_history)
     comparison: Comparison | None = None
 
 
