@@ -252,7 +252,7 @@ async def test_failed_job_shows_the_end_of_its_log_and_the_runs_screen_says_why_
         assert isinstance(detail, RunDetailScreen)
         assert "line 29" in detail.query_one(Log).lines
         await pilot.press("3")
-        assert text(detail.query_one("#comparison-empty", Static)) == "no comparison: the run job-failed"
+        assert text(detail.query_one("#comparison-empty", Static)) == "no comparison: the job failed (exit 3)"
         await pilot.press("escape", "escape")
         assert app.screen is app.screen_stack[0]
         await pilot.press("q")

@@ -192,4 +192,4 @@ def test_cli_end_to_end(repo: tuple[Path, RunStore, dict[str, Path]], monkeypatc
 
     assert main(["runs", "--no-tui"]) == 0
     table = capsys.readouterr().out
-    assert "Size" in table and "kept in 5 run(s)" in table and "r8-error" in table
+    assert "Size" in table and "kept in 5 runs" in table and "r8-error" in table

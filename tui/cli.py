@@ -164,36 +164,9 @@ def _store() -> RunStore:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    store = _store()
-    if not (args.json or args.no_tui) and sys.stdout.isatty() and sys.stdin.isatty():
-        from trainboard.tui.runs_app import make_runs_app
+    from trainboard.tui.runs_list import runs_command
 
-        app = make_runs_app(store)
-        app.run()
-        return int(app.return_code or 0)
-    records = store.all()
-    if args.json:
-        import json
-
-        from trainboard.backend.redact import Redactor
-        from trainboard.backend.store import masked_record
-
-        # Masked again here: records written before masking existed, or in another environment.
-        redact = Redactor.from_env().data
-        print(json.dumps([masked_record(r.data, redact) for r in records], indent=2, default=str))
-        return 0
-    from rich.console import Console
-
-    from trainboard.tui.render import runs_table
-
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    if not records:
-        console.print("no runs yet: start one with `trainboard run sample_params.yaml`")
-        return 0
-    from trainboard.backend.prune import folder_bytes
-
-    console.print(runs_table(records, {r.run_id: folder_bytes(r.path) for r in records}))
-    return 0
+    return runs_command(_store(), as_json=args.json, no_tui=args.no_tui)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from trainboard.backend.compare import Comparison
-from trainboard.backend.record import RunStatus
-
-if TYPE_CHECKING:
-    from trainboard.backend.store import RunRecord
-
-# The colour of each status in `trainboard runs`.
-STATUS_STYLES = {RunStatus.SUCCEEDED: "green", RunStatus.GATE_FAILED: "red", RunStatus.JOB_FAILED: "red",
-                 RunStatus.ERROR: "red", RunStatus.RUNNING: "yellow", RunStatus.CANCELLED: "magenta",
-                 RunStatus.DETACHED: "cyan"}
 
 
 def comparison_table(comp: Comparison) -> Table:
@@ -44,35 +34,9 @@ def verdict_text(comp: Comparison) -> Text:
     return Text(comp.verdict, style="bold green" if comp.passed else "bold red")
 
 
-def runs_table(records: list[RunRecord], sizes: dict[str, int] | None = None) -> Table:
-    """The runs, one a row; with ``sizes`` (bytes per run id) a Size column and the total kept."""
-    from trainboard.backend.prune import format_bytes
-
-    table = Table(title="trainboard runs", title_justify="left")
-    for name in ("Run", "Name", "Status", "Branch", "Commit", "Job", "Took"):
-        table.add_column(name, no_wrap=True)
-    if sizes is not None:
-        table.add_column("Size", no_wrap=True, justify="right")
-        table.caption = f"{format_bytes(sum(sizes.values()))} kept in {len(records)} run(s)"
-        table.caption_justify = "left"
-    table.add_column("Verdict", overflow="fold", ratio=1)
-    for record in records:
-        status = record.status
-        took = record.duration
-        job = record.job_exit_code
-        size = [] if sizes is None else [format_bytes(sizes.get(record.run_id, 0))]
-        table.add_row(
-            record.run_id,
-            record.name,
-            Text(str(status or "?"), style=STATUS_STYLES.get(status, "") if status else ""),
-            record.branch,
-            record.commit[:7] + ("*" if record.dirty else ""),
-            "—" if job is None else f"exit {job}",
-            "—" if took is None else format_seconds(took),
-            *size,
-            record.verdict,
-        )
-    return table
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """"1 run", "2 runs", "0 steps": the count with the word in the right number."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
 
 
 def format_seconds(seconds: float) -> str:

@@ -7,6 +7,7 @@ in ``metrics.jsonl`` and the final comparison saved in the record.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from trainboard.backend.compare import Comparison
 from trainboard.backend.config import RunConfig
 from trainboard.backend.events import MetricPoint
-from trainboard.backend.store import RunRecord
+from trainboard.backend.store import RunRecord, RunStatus
 from trainboard.tui.render import format_seconds
 
 LOG_LINES = 2000  # how much of a run's log the runs screen shows
@@ -29,22 +30,93 @@ def is_live(record: RunRecord) -> bool:
     return record.status is not None and record.status.is_live
 
 
+def pid_alive(pid: int | None) -> bool:
+    """Whether the process may still be running (True when the pid is unknown)."""
+    if pid is None or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
+
+
+def watched_here(record: RunRecord) -> bool:
+    """Whether this very process runs the run (its dashboard is the one looking at the list)."""
+    return record.status is RunStatus.RUNNING and record.trainboard_pid == os.getpid()
+
+
+def is_running(record: RunRecord) -> bool:
+    """Whether the run is going on: detached, or running with its trainboard alive
+    (a ``running`` record whose trainboard is gone crashed: `trainboard reap` tidies it)."""
+    if record.status is RunStatus.DETACHED:
+        return True
+    return record.status is RunStatus.RUNNING and pid_alive(record.trainboard_pid)
+
+
 def attach_hint(record: RunRecord) -> str:
     return f"trainboard attach {record.run_id}"
 
 
-def duration(record: RunRecord, now: float | None = None) -> float | None:
-    """Seconds the run took, or has taken so far while it is live."""
-    if record.duration is not None:
-        return record.duration
+def live_text(record: RunRecord) -> str:
+    """What a live run is doing, as the runs list says it in place of a verdict."""
+    if watched_here(record):
+        return "running (this dashboard)"
+    if record.status is RunStatus.DETACHED:
+        return f"detached: `{attach_hint(record)}` follows it"
+    if is_running(record):
+        return f"running (trainboard pid {record.trainboard_pid}): `{attach_hint(record)}` follows it"
+    return f"no outcome: its trainboard (pid {record.trainboard_pid}) is gone; `trainboard reap` tidies it up"
+
+
+# What happened to a run, as the end of a sentence ("no comparison: the job failed").
+_HAPPENED = {
+    RunStatus.RUNNING: "the run is still running",
+    RunStatus.DETACHED: "the job runs on, detached",
+    RunStatus.SUCCEEDED: "the run succeeded",
+    RunStatus.GATE_FAILED: "the run failed its gates",
+    RunStatus.JOB_FAILED: "the job failed",
+    RunStatus.CONFIG_ERROR: "the config was refused",
+    RunStatus.ERROR: "the run stopped on an error",
+    RunStatus.CANCELLED: "the run was cancelled",
+}
+
+
+def what_happened(record: RunRecord) -> str:
+    """"the run was cancelled", "the job failed (exit 3)", ...: a clause about the run's status."""
+    if record.status is None:
+        return "the run's status is unknown"
+    text = _HAPPENED.get(record.status, f"the run's status is {record.status}")
+    code = record.job_exit_code
+    if record.status is RunStatus.JOB_FAILED and code is not None:
+        text += f" (exit {code})"
+    return text
+
+
+def running_for(record: RunRecord, now: float | None = None) -> float | None:
+    """Seconds since a running run started; None when it is not running (or its start is unknown)."""
     created = record.created_at
-    if created is not None and is_live(record):
-        return max(0.0, (now or time.time()) - created)
-    return None
+    if created is None or not is_running(record):
+        return None
+    return max(0.0, (now or time.time()) - created)
+
+
+def duration(record: RunRecord, now: float | None = None) -> float | None:
+    """Seconds the run took, or has taken so far while it is running.
+
+    A detached run's record keeps the time its view was there: the job ran on after it."""
+    so_far = running_for(record, now)
+    return so_far if so_far is not None else record.duration
 
 
 def duration_text(record: RunRecord, now: float | None = None) -> str:
-    took = duration(record, now)
+    """"12.3s" for a run that ended, "running 13m05s" for one still going, "—" unknown."""
+    so_far = running_for(record, now)
+    if so_far is not None:
+        return f"running {format_seconds(so_far)}"
+    took = record.duration
     return "—" if took is None else format_seconds(took)
 
 
@@ -103,13 +175,14 @@ def metric_history(record: RunRecord) -> list[MetricPoint]:
 @dataclass(frozen=True)
 class SavedComparison:
     comparison: Comparison | None
-    problem: str = ""  # why there is none: "no comparison: the run job-failed"
+    problem: str = ""  # why there is none: "no comparison: the job failed (exit 3)"
 
 
 def saved_comparison(record: RunRecord) -> SavedComparison:
     data = record.comparison
     if not data:
-        return SavedComparison(None, f"no comparison: the run {status(record)}")
+        yet = " yet" if is_live(record) else ""
+        return SavedComparison(None, f"no comparison{yet}: {what_happened(record)}")
     try:
         return SavedComparison(Comparison.from_dict(data))
     except (KeyError, TypeError, ValueError) as exc:

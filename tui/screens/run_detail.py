@@ -18,12 +18,19 @@ from textual_plotext import PlotextPlot
 from trainboard.backend.session import METRICS_FILE
 from trainboard.backend.store import RunRecord
 from trainboard.tui import run_files
+from trainboard.tui.render import plural
 from trainboard.tui.widgets.comparison import COLUMNS as COMPARISON_COLUMNS
-from trainboard.tui.widgets.comparison import row_cells
+from trainboard.tui.widgets.comparison import column_label, row_cells
 from trainboard.tui.widgets.marks import STATUS_MARKS
-from trainboard.tui.widgets.plot import draw_history, plotted_keys
+from trainboard.tui.widgets.plot import draw_history, history_title, plotted_keys
 
 HISTORY_ROWS = 200  # steps shown in the metric table (the plot has them all)
+
+
+def no_log_text(record: RunRecord) -> str:
+    if run_files.is_live(record):
+        return "no log yet: the job has not started"
+    return f"no log: {run_files.what_happened(record)} before the job started"
 
 
 class RunDetailScreen(Screen[None]):
@@ -105,15 +112,16 @@ class RunDetailScreen(Screen[None]):
                 f"cost {run_files.cost_text(record)}",
             ),
         ]
-        if run_files.is_live(record):
-            hint = f"● the job may still be running: {run_files.attach_hint(record)} follows it"
-            lines.append(Content.styled(hint, "bold $warning"))
+        if run_files.watched_here(record):
+            lines.append(Content.styled("● running in this dashboard", "bold $warning"))
+        elif run_files.is_live(record):
+            lines.append(Content.styled(f"● {run_files.live_text(record)}", "bold $warning"))
         return Content("\n").join(lines)
 
     def _log_pane(self) -> ComposeResult:
         path = run_files.log_path(self.record)
         if path is None:
-            yield Static(f"no log: the run {run_files.status(self.record)} before its job started", classes="empty")
+            yield Static(no_log_text(self.record), classes="empty", markup=False)
             return
         log = Log(id="detail-log", max_lines=run_files.LOG_LINES)
         log.border_title = path.name
@@ -155,7 +163,7 @@ class RunDetailScreen(Screen[None]):
         lines = run_files.log_tail(self.record)
         log = logs.first()
         log.write_lines(lines)
-        count = f"last {len(lines)} lines" if len(lines) >= run_files.LOG_LINES else f"{len(lines)} lines"
+        count = ("last " if len(lines) >= run_files.LOG_LINES else "") + plural(len(lines), "line")
         log.border_title = f"{log.border_title} · {count}"
 
     def _fill_metrics(self) -> None:
@@ -179,9 +187,9 @@ class RunDetailScreen(Screen[None]):
             by_step[point.step][point.key] = point.value
             series.setdefault(point.key, []).append((point.step, point.value))
         digits = {k: (self.config.metrics[k].digits if self.config and k in self.config.metrics else 4) for k in keys}
-        table.add_column("step", key="step")
+        table.add_column(Text("step", justify="right"), key="step")
         for key in keys:
-            table.add_column(names[key], key=key)
+            table.add_column(Text(names[key], justify="right"), key=key)
         steps = sorted(by_step)
         for step in steps[-HISTORY_ROWS:]:
             values = by_step[step]
@@ -191,11 +199,11 @@ class RunDetailScreen(Screen[None]):
                 key=str(step),
             )
         shown = f", the last {HISTORY_ROWS} shown" if len(steps) > HISTORY_ROWS else ""
-        table.border_subtitle = f"{len(steps)} steps{shown}"
+        table.border_subtitle = plural(len(steps), "step") + shown
         plotted = plotted_keys(self.config, keys)
         comp = self.saved.comparison
         baseline = {r.key: r.before for r in comp.rows if r.before is not None} if comp else {}
-        plot.border_title = escape("History · " + ", ".join(names[k] for k in plotted))
+        plot.border_title = escape(history_title([names[k] for k in plotted]))
         plot.border_subtitle = "flat lines: the baseline" if baseline else ""
         draw_history(plot, {k: series.get(k, []) for k in plotted}, names, baseline)
 
@@ -205,7 +213,7 @@ class RunDetailScreen(Screen[None]):
             return
         table = self.query_one("#detail-comparison", DataTable)
         for key, label in COMPARISON_COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(column_label(key, label), key=key)
         for row in comp.rows:
             cells = row_cells(row)
             table.add_row(*(cells[key] for key, _ in COMPARISON_COLUMNS), key=row.key)

@@ -16,7 +16,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from trainboard.backend.store import RunRecord, RunStore
-from trainboard.tui import run_files
+from trainboard.tui import run_files, runs_list
+from trainboard.tui.render import plural
 from trainboard.tui.widgets.marks import STATUS_MARKS, styled
 
 RELOAD_SECONDS = 3.0
@@ -25,10 +26,13 @@ COLUMNS = (
     ("status", "Status"),
     ("branch", "Branch"),
     ("commit", "Commit"),
-    ("took", "Took"),
+    ("took", "Time"),
     ("cost", "Cost"),
+    ("metric", "Metric"),
     ("verdict", "Verdict"),
 )
+RIGHT = {"took", "cost"}  # numbers: right-aligned, their header too
+TONES = {"good": "$success", "bad": "$error", "live": "$warning", "muted": "$text-muted", "": ""}
 
 
 def status_cell(record: RunRecord) -> Text:
@@ -39,13 +43,8 @@ def status_cell(record: RunRecord) -> Text:
 
 def row_cells(record: RunRecord, now: float) -> dict[str, Text]:
     commit = record.commit[:7] + ("*" if record.dirty else "")
-    verdict = record.verdict
-    if not verdict and run_files.is_live(record):
-        verdict = run_files.attach_hint(record)
-    elif not verdict:
-        verdict = "—"
-    passed = record.gates_passed
-    verdict_style = "$text-muted" if passed is None else ("$success" if passed else "$error")
+    verdict, tone = runs_list.verdict(record)
+    primary = runs_list.primary_metric(record)
     return {
         "run": Text(record.run_id),
         "status": status_cell(record),
@@ -53,8 +52,13 @@ def row_cells(record: RunRecord, now: float) -> dict[str, Text]:
         "commit": Text(commit or "—"),
         "took": Text(run_files.duration_text(record, now), justify="right"),
         "cost": Text(run_files.cost_text(record, now), justify="right"),
-        "verdict": styled(verdict, verdict_style),
+        "metric": Text("—") if primary is None else styled(primary.text, TONES[primary.tone]),
+        "verdict": styled(verdict, TONES[tone]),
     }
+
+
+def column_label(key: str, label: str) -> Text:
+    return Text(label, justify="right" if key in RIGHT else "left")
 
 
 class RunsTable(DataTable[Text]):
@@ -119,7 +123,7 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(RunsTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(column_label(key, label), key=key)
         self.reload()
         self.set_interval(RELOAD_SECONDS, self.reload)
         table.focus()
@@ -128,7 +132,8 @@ class RunsScreen(Screen[None]):
         self.reload()
 
     def reload(self) -> None:
-        """Read the records again; update rows by key, add new ones, newest first.
+        """Read the records again; update rows by key; when runs came or went, list them
+        again, newest first (the order `trainboard runs --no-tui` prints).
 
         Once the list is known, only the runs that are still live are read again,
         unless runs were added or removed.
@@ -143,29 +148,39 @@ class RunsScreen(Screen[None]):
                     except (OSError, ValueError):
                         continue
         else:
-            records = {record.run_id: record for record in reversed(self.store.all())}
+            records = {record.run_id: record for record in runs_list.newest_first(self.store.all())}
         table = self.query_one(RunsTable)
         now = time.time()
-        added = False
         with self.app.batch_update():
-            for run_id, record in records.items():
-                cells = row_cells(record, now)
-                if run_id in table.rows:
-                    for column, cell in cells.items():
-                        if table.get_cell(run_id, column) != cell:
-                            table.update_cell(run_id, column, cell, update_width=True)
-                else:
-                    table.add_row(*(cells[key] for key, _ in COLUMNS), key=run_id)
-                    added = True
-            for gone in set(self.records) - set(records):
-                table.remove_row(gone)
-            if added:
-                table.sort("run", key=lambda cell: cell.plain, reverse=True)
+            if set(records) == set(self.records) and table.row_count == len(records):
+                self._update_rows(table, records, now)
+            else:
+                self._list_again(table, records, now)
         self.records = records
         live = sum(run_files.is_live(r) for r in records.values())
-        table.border_subtitle = f"{len(records)} runs" + (f" · {live} running" if live else "")
+        table.border_subtitle = plural(len(records), "run") + (f" · {live} running" if live else "")
         self.set_class(not records, "-empty")
         self._show_hint()
+
+    @staticmethod
+    def _update_rows(table: RunsTable, records: dict[str, RunRecord], now: float) -> None:
+        for run_id, record in records.items():
+            for column, cell in row_cells(record, now).items():
+                if table.get_cell(run_id, column) != cell:
+                    table.update_cell(run_id, column, cell, update_width=True)
+
+    @staticmethod
+    def _list_again(table: RunsTable, records: dict[str, RunRecord], now: float) -> None:
+        """Every row again, in the records' order; the cursor stays on its run."""
+        current = None
+        if table.row_count:
+            current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        table.clear()
+        for run_id, record in records.items():
+            cells = row_cells(record, now)
+            table.add_row(*(cells[key] for key, _ in COLUMNS), key=run_id)
+        if current in records:
+            table.move_cursor(row=table.get_row_index(current))
 
     def selected(self) -> RunRecord | None:
         table = self.query_one(RunsTable)
@@ -180,8 +195,10 @@ class RunsScreen(Screen[None]):
         live = record is not None and run_files.is_live(record)
         if record is None:
             text = ""
+        elif run_files.watched_here(record):
+            text = f"● {record.run_id} is running in this dashboard: escape goes back to it"
         elif live:
-            text = f"● {record.run_id} is {run_files.status(record)}: {run_files.attach_hint(record)}"
+            text = f"● {record.run_id}: {run_files.live_text(record)}"
         else:
             text = f"{record.path}  ·  enter: its log, metrics and comparison"
         hint.update(text)

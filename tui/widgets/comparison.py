@@ -22,6 +22,14 @@ COLUMNS = (
 )
 
 
+NUMBERS = ("before", "after", "delta")  # right-aligned, their headers too
+
+
+def column_label(key: str, label: str) -> Text:
+    """A column's header, aligned as its values are."""
+    return Text(label, justify="right" if key in NUMBERS else "left")
+
+
 def row_cells(row: ComparisonRow) -> dict[str, Text]:
     delta_style = "" if row.improved is None else ("$success" if row.improved else "$error")
     if row.passed is None:
@@ -34,7 +42,7 @@ def row_cells(row: ComparisonRow) -> dict[str, Text]:
         "metric": Text(row.display),
         "before": Text(row.fmt(row.before), justify="right"),
         "after": Text(row.fmt(row.after), justify="right"),
-        "delta": styled(row.fmt(row.delta, signed=True), delta_style),
+        "delta": styled(row.fmt(row.delta, signed=True), delta_style, justify="right"),
         "gate": Text(row.gate or "—"),
         "result": result,
     }
@@ -78,14 +86,12 @@ class ComparisonTable(DataTable[Text]):
         # Fixed widths, known from the config: a column that grew only when the
         # table was next idle could be drawn (and cached) cut off.
         for key, label in COLUMNS:
-            self.add_column(label, key=key, width=column_widths(self.config).get(key))
+            self.add_column(column_label(key, label), key=key, width=column_widths(self.config).get(key))
         for key in self.config.metrics:
             gate = self.config.compare.gates.get(key)
             self.add_row(
                 Text(self.config.display_name(key)),
-                Text("—"),
-                Text("—"),
-                Text("—"),
+                *(Text("—", justify="right") for _ in NUMBERS),
                 Text(gate.describe() if gate else "—"),
                 styled("waiting", "$text-muted"),
                 key=key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import JustifyMethod
 from rich.style import Style as RichStyle
 from rich.text import Text
 from textual.markup import parse_style
@@ -47,9 +48,9 @@ def rich_style(spec: str) -> RichStyle:
     return parse_style(spec.replace("$text-muted", "dim")).rich_style
 
 
-def styled(text: str, spec: str = "") -> Text:
+def styled(text: str, spec: str = "", justify: JustifyMethod | None = None) -> Text:
     """Plain text (never parsed as markup) in a theme-aware style."""
-    return Text(text, style=rich_style(spec)) if spec else Text(text)
+    return Text(text, style=rich_style(spec) if spec else "", justify=justify)
 
 
 def clock(seconds: float) -> str:

@@ -32,6 +32,11 @@ def plotted_keys(config: RunConfig | None, keys: Sequence[str]) -> list[str]:
     return [key for key in keys if key in config.metrics and config.metrics[key].goal == "max"]
 
 
+def history_title(names: Sequence[str]) -> str:
+    """"History · F1, Precision", or just "History" when nothing is plotted."""
+    return " · ".join(["History", ", ".join(names)] if names else ["History"])
+
+
 def draw_history(
     plot: PlotextPlot,
     series: Mapping[str, Series],
@@ -66,7 +71,7 @@ class MetricsPlot(PlotextPlot):
         self.points: dict[str, list[tuple[int, float]]] = {key: [] for key in self.keys}
         self.baseline: dict[str, float] = {}
         self._base_branch = config.compare.base
-        self.border_title = escape("History · " + ", ".join(config.display_name(k) for k in self.keys))
+        self.border_title = escape(history_title([config.display_name(k) for k in self.keys]))
         self.border_subtitle = "waiting for metrics"
         self._dirty = True
 
