@@ -143,6 +143,20 @@ class BaselineFound(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class JobProgress(Event):
+    """The training job's progress, from its latest ``trainboard:progress`` log line
+    (see ``trainboard.backend.progress``): published when a batch of log lines has one."""
+
+    step: int  # training steps done (global, across epochs)
+    total: int | None = None  # steps expected in all, when the job says
+    epoch: int | None = None
+    epochs: int | None = None
+    rate: float | None = None  # steps/s over the recent progress lines; None until two arrived
+    eta: float | None = None  # seconds left at that rate (0 once step >= total); None when unknown
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class JobFinished(Event):
     exit_code: int
     duration: float

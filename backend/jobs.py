@@ -1,5 +1,6 @@
 """Jobs on the runner: their spec, starting one (recorded for teardown and attach), and
-following its log into LogLines events until it exits."""
+following its log into LogLines events until it exits (the training job's progress lines
+also into JobProgress events, see ``trainboard.backend.progress``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import IO
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import JobFailed
 from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
+from trainboard.backend.progress import ProgressTracker
 from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
 from trainboard.backend.stages.base import RunContext
 from trainboard.backend.tracking import job_http_env
@@ -37,33 +39,47 @@ async def run_job(ctx: RunContext, spec: JobSpec) -> int:
     return await follow(ctx, await start_job(ctx, spec), spec.name)
 
 
-async def follow(ctx: RunContext, handle: JobHandle, source: str) -> int:
+async def follow(ctx: RunContext, handle: JobHandle, source: str, progress: ProgressTracker | None = None) -> int:
     """Stream a job's log into LogLines events until it exits; its exit code.
 
     The lines, masked, also go to ``<run_dir>/<source>.log``: the log kept here
     (rewritten from the start, as the runner's log is read from its start).
+    The training job's (``source`` "job") progress lines are read by ``progress``
+    (a new tracker when None) into JobProgress events, each after its LogLines.
     """
+    if progress is None and source == "job":
+        progress = ProgressTracker()
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with open(ctx.run_dir / f"{source}.log", "w", encoding="utf-8", errors="replace") as kept:
-        return await _follow_into(ctx, handle, source, kept)
+        return await _follow_into(ctx, handle, _Out(source, kept, progress))
 
 
-def _send_lines(ctx: RunContext, source: str, lines: list[str], offset: int, kept: IO[str]) -> None:
-    """Masked lines: into the kept log and out as one LogLines event."""
-    masked = ctx.redact.lines(lines)
-    kept.write("\n".join(masked) + "\n")
-    ctx.emit(ev.LogLines(source, tuple(masked), offset))
+class _Out:
+    """Where a followed job's lines go: the kept log, LogLines events, progress events."""
+
+    def __init__(self, source: str, kept: IO[str], progress: ProgressTracker | None) -> None:
+        self.source, self.kept, self.progress = source, kept, progress
+
+    def send(self, ctx: RunContext, lines: list[str], offset: int) -> None:
+        """Masked lines: into the kept log and out as one LogLines event (and a JobProgress
+        when one of them reports progress)."""
+        masked = ctx.redact.lines(lines)
+        text = "\n".join(masked)
+        self.kept.write(text + "\n")
+        ctx.emit(ev.LogLines(self.source, tuple(masked), offset))
+        if self.progress is not None and (found := self.progress.feed(text)) is not None:
+            ctx.emit(found)
 
 
-async def _follow_into(ctx: RunContext, handle: JobHandle, source: str, kept: IO[str]) -> int:
-    runner = ctx.runner
+async def _follow_into(ctx: RunContext, handle: JobHandle, out: _Out) -> int:
+    runner, kept = ctx.runner, out.kept
     splitter = LineSplitter()
     while True:
         chunk = await runner.tail(handle, splitter.read_pos, CHUNK_SIZE)
         if chunk:
             lines = splitter.feed(chunk)
             if lines:
-                _send_lines(ctx, source, lines, splitter.offset, kept)
+                out.send(ctx, lines, splitter.offset)
             if len(chunk) == CHUNK_SIZE:
                 await asyncio.sleep(0)  # let the views breathe, then read on
                 continue
@@ -72,22 +88,22 @@ async def _follow_into(ctx: RunContext, handle: JobHandle, source: str, kept: IO
             ctx.state.runner.interruption = status.interruption
             ctx.error(ctx.current_stage(), f"the runner is being interrupted: {status.interruption}")
         if not status.running:
-            return await _drain(ctx, handle, source, splitter, kept, status.exit_code)
+            return await _drain(ctx, handle, out, splitter, status.exit_code)
         if not chunk:
             kept.flush()  # the full-log view reads it while the job runs
             await asyncio.sleep(TAIL_IDLE)
 
 
-async def _drain(ctx: RunContext, handle: JobHandle, source: str, splitter: LineSplitter, kept: IO[str],
-                 exit_code: int | None) -> int:
+async def _drain(ctx: RunContext, handle: JobHandle, out: _Out, splitter: LineSplitter, exit_code: int | None) -> int:
     """The exit code is written after the log is closed: drain what is left."""
+    source = out.source
     while chunk := await ctx.runner.tail(handle, splitter.read_pos, CHUNK_SIZE):
         lines = splitter.feed(chunk)
         if lines:
-            _send_lines(ctx, source, lines, splitter.offset, kept)
+            out.send(ctx, lines, splitter.offset)
     rest = splitter.flush()
     if rest:
-        _send_lines(ctx, source, rest, splitter.offset, kept)
+        out.send(ctx, rest, splitter.offset)
     if ctx.state.runner.interruption:
         if source == "job":
             ctx.state.job.exit_code = exit_code

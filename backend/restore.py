@@ -162,14 +162,14 @@ def replay_ended_run(ctx: RunContext, record: RunRecord) -> ExitCode:
             size = (ctx.run_dir / f"{source}.log").stat().st_size
             ctx.emit(ev.LogLines(source, tuple(ctx.redact.lines(lines)), size))
     add_points(ctx, read_metric_history(ctx.run_dir), persist=False)
+    if record.job_exit_code is not None:  # in run order: the job's end, then the comparison
+        ctx.emit(ev.JobFinished(record.job_exit_code, record.job_seconds or 0.0))
     comparison = record.comparison
     if comparison:
         result = ctx.state.metrics.comparison = Comparison.from_dict(comparison)
         before = tuple((r.key, r.before) for r in result.rows if r.before is not None)
         ctx.emit(ev.BaselineFound(result.base_branch, result.baseline_run_id, before))
         ctx.emit(ev.ComparisonReady(result))
-    if record.job_exit_code is not None:
-        ctx.emit(ev.JobFinished(record.job_exit_code, record.job_seconds or 0.0))
     report = ctx.run_dir / "report.md"
     if report.exists():
         ctx.emit(ev.ReportWritten(str(report)))

@@ -4,6 +4,11 @@ On a terminal it is coloured; otherwise plain lines. The job's log goes to
 stdout as it arrives; errors go to stderr. The exit code is an ExitCode.
 Under GitHub Actions each stage is a collapsible group, errors are
 annotations, and the report goes to the job's summary page.
+
+The job's progress (its ``trainboard:progress`` lines, as JobProgress events) is
+printed as ``progress: 40/128 steps (31%) · 2.4 steps/s · ETA 36s`` lines, throttled
+(:class:`ProgressPrinter`, docs/progress.md). The last lines say the verdict, the
+report's path and the exit code with its name.
 """
 
 from __future__ import annotations
@@ -14,16 +19,74 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
+from rich.text import Text
 
 from trainboard.backend import ci
 from trainboard.backend import events as ev
 from trainboard.backend.compare import Comparison
 from trainboard.backend.events import StageState
-from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.exitcodes import ExitCode, RunStatus
+from trainboard.backend.progress import headless_text
 from trainboard.backend.session import Session
+from trainboard.tui.console import output_console
 from trainboard.tui.render import clock, comparison_table, format_seconds, verdict_text
 
 _MARK = {StageState.RUNNING: "…", StageState.DONE: "✓", StageState.FAILED: "✗", StageState.SKIPPED: "-"}
+
+# Why a run that ended this way has no comparison.
+_NO_COMPARISON: dict[str, str] = {
+    RunStatus.CANCELLED: "the run was cancelled before it was compared",
+    RunStatus.JOB_FAILED: "the job failed",
+    RunStatus.ERROR: "an error stopped the run before it was compared (see the error above)",
+    RunStatus.CONFIG_ERROR: "the config is wrong: nothing was started",
+}
+
+
+class ProgressPrinter:
+    """Which of the job's progress events headless prints: the first; then one when
+    ``interval`` seconds have passed since the last printed (15 s, growing to 1/20 of the
+    time the job has reported progress, at most 5 min: about 20 lines for a job of any
+    length), or when a quarter (25/50/75/100 %) is crossed and MIN_GAP seconds have passed;
+    never two within MIN_GAP. At the job's end, the latest one if it was not printed."""
+
+    MIN_GAP = 10.0
+    INTERVAL = 15.0
+    MAX_INTERVAL = 300.0
+
+    def __init__(self) -> None:
+        self.first_at: float | None = None
+        self.printed: ev.JobProgress | None = None
+        self.latest: ev.JobProgress | None = None
+
+    def due(self, progress: ev.JobProgress) -> bool:
+        """Whether to print ``progress`` (timed by its ``at``); if so, it counts as printed."""
+        self.latest = progress
+        if self.first_at is None:
+            self.first_at = progress.at
+        last = self.printed
+        if last is not None:
+            gap = progress.at - last.at
+            interval = min(self.MAX_INTERVAL, max(self.INTERVAL, (progress.at - self.first_at) / 20))
+            crossed = _quarter(progress) > _quarter(last)
+            if gap < self.MIN_GAP or (gap < interval and not crossed):
+                return False
+        self.printed = progress
+        return True
+
+    def pending(self) -> ev.JobProgress | None:
+        """The latest progress when it was not printed (at the job's end); then none."""
+        latest, self.latest = self.latest, None
+        if latest is None or latest is self.printed:
+            return None
+        self.printed = latest
+        return latest
+
+
+def _quarter(progress: ev.JobProgress) -> int:
+    """0 to 4: the quarters of the total done."""
+    if not progress.total:
+        return 0
+    return min(4, 4 * progress.step // progress.total)
 
 
 class HeadlessView:
@@ -37,10 +100,12 @@ class HeadlessView:
         self.github_actions = github_actions
         self._group_open = False
         self._report = ""
+        self._progress = ProgressPrinter()
+        self._final: Comparison | None = None  # the run's comparison, for the last lines
+        self._job_code: int | None = None
+        self._run_id = ""
         self.out = out or sys.stdout
-        tty = self.out.isatty()
-        self.console = Console(file=self.out, highlight=False, soft_wrap=True, force_terminal=tty,
-                               no_color=not tty, width=None if tty else 120)
+        self.console = output_console(self.out)  # the width rule `compare` follows too
         self.err = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
 
     def __call__(self, event: ev.Event) -> None:
@@ -49,7 +114,11 @@ class HeadlessView:
                 self.out.write("\n".join(lines) + "\n")
             case ev.StageChanged():
                 self._stage(event)
+            case ev.JobProgress():
+                if self._progress.due(event):
+                    self._say(f"  {headless_text(event)}", "blue")
             case ev.RunStarted():
+                self._run_id = event.run_id
                 self._say(f"run {event.run_id} · branch {event.branch} @ {event.commit[:7] or '(none)'} "
                           f"· runner {event.runner_kind} · files in {event.run_dir}", "bold")
             case ev.RunnerChanged(state=state, kind=kind, address=address, details=details):
@@ -67,12 +136,14 @@ class HeadlessView:
             case ev.MetricsFresh(stale_since=since, at=at):
                 self._say(f"  metrics current again: MLflow answers (stale for {format_seconds(at - since)})", "green")
             case ev.JobFinished(exit_code=code, duration=duration):
+                if (pending := self._progress.pending()) is not None:
+                    self._say(f"  {headless_text(pending)}", "blue")
+                self._job_code = code
                 self._say(f"  job exited {code} after {format_seconds(duration)}", "green" if code == 0 else "red")
             case ev.ComparisonReady(comparison=comp):
                 self._comparison(comp)
             case ev.ReportWritten(path=path):
-                self._say(f"report: {path}", "bold")
-                self._report = path
+                self._report = path  # said among the last lines
             case ev.CostUpdated(cost=cost, uptime=uptime, hourly_price=price, final=True):
                 self._say(f"  runner cost ${cost:.2f} ({format_seconds(uptime)} at ${price:.3f}/h)", "dim")
             case ev.PullRequestOpened(number=number, url=url, comment_url=comment, created=created):
@@ -118,8 +189,8 @@ class HeadlessView:
 
     def _comparison(self, comp: Comparison) -> None:
         if comp.final:
-            self.console.print(comparison_table(comp))
-            self.console.print(verdict_text(comp))
+            self._final = comp
+            self.console.print(comparison_table(comp))  # the verdict comes among the last lines
             if self.github_actions and not comp.passed:
                 self._raw(ci.error(comp.verdict, "trainboard: gate"))
 
@@ -134,9 +205,25 @@ class HeadlessView:
         outcome, status = event.outcome, event.status
         name = ExitCode(outcome).name
         self._end_group()
+        self._verdict(status)
+        self._say(f"report: {self._report}" if self._report else "report: none written", "bold")
         self._say(f"finished: {status} in {format_seconds(event.duration)} (exit {outcome}, {name})", "bold")
         if self.github_actions:
             self._summarise(status, outcome)
+
+    def _verdict(self, status: str) -> None:
+        """The verdict again among the last lines; or why there is none."""
+        comp = self._final
+        if comp is not None:
+            self.console.print(Text("verdict: ").append_text(verdict_text(comp)))
+            return
+        if status == RunStatus.DETACHED:
+            why = f"none yet: the job runs on (`trainboard attach {self._run_id}` comes back to it)"
+        elif status == RunStatus.JOB_FAILED and self._job_code is not None:
+            why = f"no comparison: the job failed (exit {self._job_code})"
+        else:
+            why = f"no comparison: {_NO_COMPARISON.get(status, 'the run did not finish')}"
+        self._say(f"verdict: {why}", "bold")
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False)

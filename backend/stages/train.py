@@ -1,5 +1,8 @@
 """Train: start the job (or, on attach, follow the one an earlier session started), follow its
-log and poll its metrics until it exits."""
+log (and its progress lines) and poll its metrics until it exits.
+
+A run cancelled while the job trains ends this stage as cancelled (skipped, "cancelled"),
+not failed: also when the job, stopped by the same signal, exits first."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from trainboard.backend.events import Stage, StageState
 from trainboard.backend.exitcodes import JobFailed
 from trainboard.backend.jobs import follow, job_spec, start_job
 from trainboard.backend.metricfeed import poll_metrics
+from trainboard.backend.progress import ProgressTracker, final_text
 from trainboard.backend.runnerlink import job_tracking_env
 from trainboard.backend.runners import JobHandle
 from trainboard.backend.stages.base import RunContext
@@ -33,11 +37,27 @@ class TrainStage:
     async def run(self, ctx: RunContext) -> str:
         ctx.emit(ev.RunnerChanged(state="training", kind=ctx.config.runner.kind))
         job = ctx.state.job
-        handle = job.handle if job.resumed and job.handle is not None else await _start(ctx)
-        code = await _train(ctx, handle)
-        if code != 0:
-            ctx.end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}")
-        return ""
+        progress = ProgressTracker()
+        try:
+            handle = job.handle if job.resumed and job.handle is not None else await _start(ctx)
+            code = await _train(ctx, handle, progress)
+        except asyncio.CancelledError:
+            if _cancelled(ctx):
+                ctx.end_stage(Stage.TRAIN, StageState.SKIPPED, "cancelled")
+            raise
+        steps = final_text(progress.latest) if progress.latest is not None else ""
+        if code != 0 and _cancelled(ctx):
+            ctx.end_stage(Stage.TRAIN, StageState.SKIPPED, "cancelled")
+        elif code != 0:
+            ctx.end_stage(Stage.TRAIN, StageState.FAILED, f"job exited {code}" + (f" after {steps}" if steps else ""))
+        return steps
+
+
+def _cancelled(ctx: RunContext) -> bool:
+    """Whether the run is being cancelled (Ctrl-C, SIGTERM, the dashboard's c or q), not
+    detached (the stage goes on in the next session) nor stopped by a failure."""
+    outcome = ctx.state.outcome
+    return bool(outcome.cancel_reason) and not outcome.detaching and not outcome.cancel_failed
 
 
 async def _start(ctx: RunContext) -> JobHandle:
@@ -53,7 +73,7 @@ async def _start(ctx: RunContext) -> JobHandle:
     return await start_job(ctx, job_spec(ctx, "job", (cfg.job.command,), env))
 
 
-async def _train(ctx: RunContext, handle: JobHandle) -> int:
+async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) -> int:
     """Follow the job's log and poll its metrics until it exits; its exit code, recorded."""
     cfg = ctx.config
     poller = asyncio.create_task(poll_metrics(ctx))
@@ -63,7 +83,7 @@ async def _train(ctx: RunContext, handle: JobHandle) -> int:
         if cfg.job.timeout_minutes:
             timeout = max(0.0, cfg.job.timeout_minutes * 60 - (time.time() - handle.started_at))
         try:
-            code = await asyncio.wait_for(follow(ctx, handle, "job"), timeout)
+            code = await asyncio.wait_for(follow(ctx, handle, "job", progress), timeout)
         except TimeoutError:
             await ctx.runner.stop(handle)
             limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"

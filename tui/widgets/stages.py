@@ -1,4 +1,5 @@
-"""The stages checklist: check … teardown, each with its mark and duration."""
+"""The stages checklist: check … teardown, each with its mark and duration; while the job
+trains, its progress (steps, throughput, ETA) on a line under the train stage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from textual.widgets import Static
 
 from trainboard.backend import events as ev
 from trainboard.backend.events import STAGES, Stage, StageState
+from trainboard.backend.progress import final_text, short_text
 from trainboard.tui.render import format_seconds
 from trainboard.tui.widgets.marks import STAGE_MARKS
 
@@ -30,7 +32,9 @@ class StageList(Static):
         self.details: dict[Stage, str] = {}
         self.run_over = False
         self.gates_failed = False
+        self.progress: ev.JobProgress | None = None  # the job's latest, from its progress lines
         self._shown: tuple[object, ...] | None = None
+        self._lines = 0  # lines drawn: a layout pass when their number changes
 
     def apply(self, event: ev.Event) -> None:
         match event:
@@ -46,11 +50,14 @@ class StageList(Static):
                 self.details[stage] = message.splitlines()[0] if message else "failed"
             case ev.ComparisonReady(comparison=comp) if comp.final:
                 self.gates_failed = not comp.passed
+            case ev.JobProgress():
+                self.progress = event
             case ev.RunFinished():
                 self.run_over = True
 
     def refresh_view(self, now: float) -> None:
         running = tuple(int(now - self.began.get(s, now)) for s, st in self.states.items() if st is StageState.RUNNING)
+        progress = self._progress_line(now)
         key = (
             tuple(self.states.values()),
             tuple(self.took.items()),
@@ -58,13 +65,26 @@ class StageList(Static):
             running,
             self.run_over,
             self.gates_failed,
+            progress,
+            self.size.width,
         )
         if key == self._shown:
             return
         self._shown = key
-        # One line per stage, always: a layout pass the first time only.
-        self.update(Content("\n").join(self._line(stage, now) for stage in STAGES), layout=not self._drawn)
-        self._drawn = True
+        lines = [self._line(stage, now) for stage in STAGES]
+        if progress:
+            lines.insert(STAGES.index(Stage.TRAIN) + 1, Content.styled(progress, "$text-muted"))
+        # One line per stage (and one for the progress while the job trains): a layout
+        # pass the first time and when the progress line comes or goes.
+        self.update(Content("\n").join(lines), layout=not self._drawn or len(lines) != self._lines)
+        self._drawn, self._lines = True, len(lines)
+
+    def _progress_line(self, now: float) -> str:
+        """``  40/128 · 2.4 step/s · ETA 36s`` while the job trains and reports progress."""
+        if self.progress is None or self.states[Stage.TRAIN] is not StageState.RUNNING or self.run_over:
+            return ""
+        width = (self.size.width or 36) - 2
+        return "  " + short_text(self.progress, now, width)
 
     def invalidate(self) -> None:
         self._shown = None
@@ -83,6 +103,8 @@ class StageList(Static):
                 took = ""
         name_style = "bold" if state is StageState.RUNNING else ("$text-muted" if style == "$text-muted" else "")
         detail = self.details.get(stage, "")
+        if stage is Stage.TRAIN and not detail and self.progress is not None and state is not StageState.RUNNING:
+            detail = final_text(self.progress)  # the steps done, when the stage did not say
         failed = state is StageState.FAILED or (stage is Stage.COMPARE and self.gates_failed)
         detail_style = "$error" if failed else "$text-muted"
         return Content.assemble(
