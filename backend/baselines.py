@@ -59,5 +59,5 @@ async def _read_history(ctx: RunContext, base: Baseline) -> BaselineHistory:
     except TrackingError as exc:
         return BaselineHistory((), f"its history could not be read: {why_unreachable(exc)}")
     if not any(p.key in ctx.config.metrics for p in points):
-        return BaselineHistory((), "its MLflow run has no history of the followed metrics")
+        return BaselineHistory((), f"MLflow holds no history of the followed metrics for its run {base.mlflow_run_id}")
     return BaselineHistory(tuple(points))

@@ -135,17 +135,17 @@ def evaluation_table(config: RunConfig, points: Iterable[MetricPoint], baseline:
                      max_rows: int = MAX_ROWS) -> EvaluationTable | None:
     """The evaluations of the followed metrics that have points; None when none has.
 
-    A metric logged at more than twice as many steps as the sparsest (train loss every few
-    steps, F1 at each evaluation) makes no rows of its own: each row shows its latest value."""
+    The evaluation steps are those of the metrics logged together at each evaluation (F1,
+    precision...: see ``_evaluation_steps``); a metric logged at other steps (train loss every
+    few steps) shows its latest value at each evaluation's step."""
     points = list(points)
     by_key = {k: series(points, k) for k in config.metrics}
     by_key = {k: v for k, v in by_key.items() if v}
     if not by_key:
         return None
-    counts = [len(v) for v in by_key.values() if len(v) >= 2]
-    sparsest = min(counts) if counts else 1
-    between = tuple(k for k, v in by_key.items() if len(v) > 2 * sparsest)
-    steps = sorted({s for k, v in by_key.items() if k not in between for s in v})
+    evaluated = _evaluation_steps(by_key, set(series(points, EPOCH_KEY)))
+    between = tuple(k for k, v in by_key.items() if not set(v) <= evaluated)
+    steps = sorted(evaluated)
     axis = step_axis(points, config.params, by_key)
     rows = [
         EvaluationRow(step, axis.x(step) if axis.knows_epochs else None,
@@ -159,6 +159,22 @@ def evaluation_table(config: RunConfig, points: Iterable[MetricPoint], baseline:
     columns = tuple(Column(k, config.display_name(k), config.metrics[k].digits) for k in by_key)
     finals = tuple(baseline.get(k) for k in by_key) if baseline else None
     return EvaluationTable(axis, columns, tuple(rows), len(steps), omitted, between, finals)
+
+
+def _evaluation_steps(by_key: dict[str, dict[int, float]], epoch_steps: set[int]) -> set[int]:
+    """The steps of the metrics logged together: of the groups of metrics logged at the same
+    steps, the one that shares most steps with the ``epoch`` metric (logged at each evaluation),
+    then the one with the most metrics, then the one with the fewest steps."""
+    groups: dict[frozenset[int], int] = {}
+    for values in by_key.values():
+        steps = frozenset(values)
+        groups[steps] = groups.get(steps, 0) + 1
+
+    def rank(steps: frozenset[int]) -> tuple[int, int, int]:
+        return len(steps & epoch_steps), groups[steps], -len(steps)
+
+    best: frozenset[int] = max(list(groups), key=rank)
+    return set(best)
 
 
 def _value_at(values: dict[int, float], step: int, latest: bool) -> float | None:

@@ -48,10 +48,13 @@ def metrics_figure(config: RunConfig, points: list[MetricPoint], baseline: Basel
     for index, key in enumerate(keys):
         ax = axes[index // cols][index % cols]
         ax.set_title(config.display_name(key))
-        values = _draw_run(ax, axis, series(points, key), config.metrics[key].digits)
+        xs, ys = _draw_run(ax, axis, series(points, key), config.metrics[key].digits)
         if baseline is not None:
-            values += _draw_baseline(ax, key, baseline, base_axis, series(curve, key))
-        ax.set_ylim(*y_limits(values))
+            base_xs, base_ys = _draw_baseline(ax, key, baseline, base_axis, series(curve, key))
+            xs, ys = xs + base_xs, ys + base_ys
+        ax.set_ylim(*y_limits(ys))
+        if axis.knows_epochs:  # from epoch 0: one epoch's point is not alone in a sliver of an axis
+            ax.set_xlim(0, max(max(xs), 0.5) * 1.05)
         ax.set_xlabel(axis.label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
@@ -79,7 +82,7 @@ def y_limits(values: list[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def _draw_run(ax: Axes, axis: StepAxis, values: dict[int, float], digits: int) -> list[float]:
+def _draw_run(ax: Axes, axis: StepAxis, values: dict[int, float], digits: int) -> tuple[list[float], list[float]]:
     xs = [axis.x(step) for step in values]
     ys = list(values.values())
     marker = "o" if len(xs) <= MARKERS_UP_TO else None
@@ -87,25 +90,25 @@ def _draw_run(ax: Axes, axis: StepAxis, values: dict[int, float], digits: int) -
     if len(xs) == 1:  # one point makes no line: say its value
         where = fmt_epoch(xs[0]) if axis.knows_epochs else f"{xs[0]:g}"
         ax.annotate(f"{ys[0]:.{digits}f} at {axis.label} {where}", (xs[0], ys[0]), textcoords="offset points",
-                    xytext=(6, 6), fontsize="small")
+                    xytext=(-6, 6), ha="right", fontsize="small")
     if axis.label == "step" or axis.steps_are_epochs:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return ys
+    return xs, ys
 
 
 def _draw_baseline(ax: Axes, key: str, baseline: BaselineSeries, axis: StepAxis | None,
-                   curve: dict[int, float]) -> list[float]:
+                   curve: dict[int, float]) -> tuple[list[float], list[float]]:
     """The baseline's curve on the same axis, else its final value as a flat line."""
     if curve and axis is not None:
         xs = [axis.x(step) for step in curve]
         ys = list(curve.values())
         marker = "o" if len(xs) <= MARKERS_UP_TO else None
         ax.plot(xs, ys, linestyle="--", color="grey", marker=marker, markersize=3, label=baseline.name)
-        return ys
+        return xs, ys
     final = baseline.finals.get(key)
     if final is None:
-        return []
+        return [], []
     ax.axhline(final, linestyle="--", color="grey", label=f"{baseline.name}: final value")
-    return [final]
+    return [], [final]
