@@ -109,15 +109,26 @@ def test_a_running_run_shows_the_time_since_it_started_not_a_stale_duration(
 
 async def test_the_runs_screen_ticks_the_time_of_a_running_run(tmp_path: Path, raw: dict[str, Any]) -> None:
     store = RunStore(tmp_path / ".trainboard")
-    make_run(store, "r1-detached", RunStatus.DETACHED, 13 * 60 + 5, config=raw, duration=28.9)
+    record = make_run(store, "r1-detached", RunStatus.DETACHED, 13 * 60 + 5, config=raw, duration=28.9)
     app = make_runs_app(store)
-    async with app.run_test(size=SIZE):
+    async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         assert isinstance(screen, RunsScreen)
         (row,) = runs_rows(screen)
         assert row["took"].startswith("running 13m") and row["status"] == "◆ detached"
         assert row["verdict"] == "detached: `trainboard attach r1-detached` follows it"
         assert str(screen.query_one(DataTable).border_subtitle) == "1 run · 1 running"
+        await pilot.press("enter")
+        summary = str(app.screen.query_one("#run-summary", Static).render())
+        assert "running 13m" in summary and "took" not in summary
+        assert "● detached: `trainboard attach r1-detached` follows it" in summary
+        await pilot.press("escape")
+        # The job ends (attached again elsewhere): the row follows the record.
+        record.update(status=RunStatus.CANCELLED, duration=790.0)
+        screen.reload()
+        (row,) = runs_rows(screen)
+        assert (row["took"], row["status"], row["verdict"]) == ("13m10s", "■ cancelled", "—")
+        assert str(screen.query_one(DataTable).border_subtitle) == "1 run"
 
 
 def test_a_run_whose_trainboard_is_gone_is_not_said_to_be_running(tmp_path: Path, raw: dict[str, Any]) -> None:

@@ -118,7 +118,7 @@ def runs_table(records: list[RunRecord], sizes: dict[str, int] | None = None, no
     table = Table(title="trainboard runs", title_justify="left")
     for name in ("Run", "Name", "Status", "Branch", "Commit", "Job"):
         table.add_column(name, no_wrap=True)
-    table.add_column("Took", no_wrap=True, justify="right")
+    table.add_column("Time", no_wrap=True, justify="right")
     if sizes is not None:
         table.add_column("Size", no_wrap=True, justify="right")
         table.caption = f"{format_bytes(sum(sizes.values()))} kept in {plural(len(records), 'run')}"

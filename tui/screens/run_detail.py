@@ -27,6 +27,12 @@ from trainboard.tui.widgets.plot import draw_history, history_title, plotted_key
 HISTORY_ROWS = 200  # steps shown in the metric table (the plot has them all)
 
 
+def took_text(record: RunRecord) -> str:
+    """"took 42.0s", or "running 13m05s" while the run goes on."""
+    text = run_files.duration_text(record)
+    return text if run_files.running_for(record) is not None else f"took {text}"
+
+
 def no_log_text(record: RunRecord) -> str:
     if run_files.is_live(record):
         return "no log yet: the job has not started"
@@ -107,7 +113,7 @@ class RunDetailScreen(Screen[None]):
                 sep,
                 f"runner {runner}",
                 sep,
-                f"took {run_files.duration_text(record)}",
+                took_text(record),
                 sep,
                 f"cost {run_files.cost_text(record)}",
             ),

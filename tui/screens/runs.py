@@ -7,6 +7,7 @@ The list is read again every few seconds, so running runs tick and new ones appe
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from rich.text import Text
@@ -135,39 +136,34 @@ class RunsScreen(Screen[None]):
         """Read the records again; update rows by key; when runs came or went, list them
         again, newest first (the order `trainboard runs --no-tui` prints).
 
-        Once the list is known, only the runs that are still live are read again,
-        unless runs were added or removed.
+        Once the list is known, only the runs that are still live are read again (and
+        their rows drawn again), unless runs were added or removed.
         """
         names = {path.name for path in self.store.runs.iterdir()} if self.store.runs.is_dir() else set()
-        if names == set(self.records):
+        table = self.query_one(RunsTable)
+        now = time.time()
+        if names == set(self.records) and table.row_count == len(names):
             records = dict(self.records)
             for run_id, record in self.records.items():
                 if run_files.is_live(record):
-                    try:
+                    with contextlib.suppress(OSError, ValueError):
                         records[run_id] = self.store.load(run_id)
-                    except (OSError, ValueError):
-                        continue
+                    self._update_row(table, records[run_id], now)
         else:
             records = {record.run_id: record for record in runs_list.newest_first(self.store.all())}
-        table = self.query_one(RunsTable)
-        now = time.time()
-        with self.app.batch_update():
-            if set(records) == set(self.records) and table.row_count == len(records):
-                self._update_rows(table, records, now)
-            else:
+            with self.app.batch_update():
                 self._list_again(table, records, now)
         self.records = records
-        live = sum(run_files.is_live(r) for r in records.values())
-        table.border_subtitle = plural(len(records), "run") + (f" · {live} running" if live else "")
+        running = sum(run_files.is_running(r) for r in records.values())
+        table.border_subtitle = plural(len(records), "run") + (f" · {running} running" if running else "")
         self.set_class(not records, "-empty")
         self._show_hint()
 
     @staticmethod
-    def _update_rows(table: RunsTable, records: dict[str, RunRecord], now: float) -> None:
-        for run_id, record in records.items():
-            for column, cell in row_cells(record, now).items():
-                if table.get_cell(run_id, column) != cell:
-                    table.update_cell(run_id, column, cell, update_width=True)
+    def _update_row(table: RunsTable, record: RunRecord, now: float) -> None:
+        for column, cell in row_cells(record, now).items():
+            if table.get_cell(record.run_id, column) != cell:
+                table.update_cell(record.run_id, column, cell, update_width=True)
 
     @staticmethod
     def _list_again(table: RunsTable, records: dict[str, RunRecord], now: float) -> None:
