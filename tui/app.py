@@ -25,6 +25,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
+from textual.widget import Widget
 from textual.widgets import Button, Footer
 from textual.worker import Worker, WorkerState
 
@@ -35,6 +36,8 @@ from trainboard.backend.session import Session
 from trainboard.tui.commands import PaletteCommand, TrainboardCommands
 from trainboard.tui.firstframe import record_first_frame
 from trainboard.tui.interruptions import Interruptions
+from trainboard.tui.leaving import short_path
+from trainboard.tui.log_keys import LogKeys
 from trainboard.tui.pull_request_keys import PullRequestKeys
 from trainboard.tui.quit_keys import QuitKeys
 from trainboard.tui.widgets import (
@@ -51,7 +54,6 @@ from trainboard.tui.widgets import (
 )
 from trainboard.tui.widgets.log_index import LogFiles
 from trainboard.tui.widgets.marks import FAILED_STATUSES
-from trainboard.tui.widgets.status import short_path
 
 TICK_SECONDS = 1 / 15
 _NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
@@ -61,9 +63,10 @@ _NOTIFY_SEVERITY: dict[str, SeverityLevel] = {
 }
 
 
-class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
+class TrainboardApp(LogKeys, PullRequestKeys, QuitKeys, Interruptions):
     """The dashboard: its layout and the events it shows; the keys that act on the run
-    live in its bases (pull_request_keys, quit_keys, interruptions, dashboard_base)."""
+    live in its bases (pull_request_keys, quit_keys, interruptions, dashboard_base), and
+    the log pane's keys, which work wherever the focus is, in log_keys (first in the footer)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "trainboard"
@@ -102,6 +105,7 @@ class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
         self._failure = FailurePanel(session.run_dir, session.redact.lines)
         self._status = StatusLine(session.run_dir)
         self._pr_button = Button("Open PR (p)", id="open-pr", compact=True)
+        self._focus_before_plot: Widget | None = None  # given back when the maximised plot goes back
         self._panels: tuple[EventPanel, ...] = (
             self._header,
             self._stages,
@@ -137,6 +141,7 @@ class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
         self.theme_changed_signal.subscribe(self, lambda _theme: self._invalidate())
         self._install_signal_handlers()
         self._log_pane.focus()
+        self.watch(self.screen, "maximized", self._maximized_changed, init=False)
         self._show_pr_state()
         # The session starts once the first frame is on screen: its first step
         # imports mlflow in a thread, which would compete with that frame.
@@ -247,6 +252,8 @@ class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
     # ------------------------------------------------------------------ commands out
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "log":
+            return self.log_key_state(str(parameters[0]) if parameters else "")
         if action in self._dashboard_actions and self.screen is not self.screen_stack[0]:
             return False  # the dashboard's own keys do nothing over the runs or help screens
         if action == "cancel_run":
@@ -291,8 +298,18 @@ class TrainboardApp(PullRequestKeys, QuitKeys, Interruptions):
         else:
             if self.screen is not screen:
                 return
+            self._focus_before_plot = self.focused
             screen.maximize(plot, container=False)
         plot.invalidate()
+
+    def _maximized_changed(self, maximized: object) -> None:
+        """The maximised plot hides the focused panel, and Textual hands the focus on: when the
+        plot goes back (m, or escape), the focus goes back to where it was."""
+        if maximized is not None:
+            return
+        before, self._focus_before_plot = self._focus_before_plot, None
+        if before is not None and before.is_attached:
+            self.call_after_refresh(before.focus)
 
     def palette_commands(self) -> list[PaletteCommand]:
         """The command palette's entries (see trainboard.tui.commands)."""

@@ -77,13 +77,16 @@ def binding_groups(app: App[object]) -> list[Group]:
     if app.ENABLE_COMMAND_PALETTE:
         everywhere.append(Binding(app.COMMAND_PALETTE_BINDING, "command_palette", "Command palette"))
     main = app.screen_stack[0] if app.screen_stack else app.screen
-    groups.append((title_of(type(app)), rows(app, own_bindings(type(app)))))
     widget_classes: dict[type, None] = {}
     for widget in main.walk_children():
         if own_bindings(type(widget)):
             widget_classes[type(widget)] = None
-    for cls in widget_classes:
-        groups.append((title_of(cls), rows(app, own_bindings(cls))))
+    widget_groups = [(title_of(cls), rows(app, own_bindings(cls))) for cls in widget_classes]
+    # A widget's keys the app binds too (the log pane's, see trainboard.tui.log_keys) are listed
+    # once, with the widget.
+    listed = {row for _, found in widget_groups for row in found}
+    groups.append((title_of(type(app)), [row for row in rows(app, own_bindings(type(app))) if row not in listed]))
+    groups += widget_groups
     for screen_cls in screen_classes():
         found = rows(app, own_bindings(screen_cls))
         answers = getattr(screen_cls, "ANSWERS", ())  # a question's answers, picked by their keys

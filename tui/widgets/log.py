@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.highlighter import Highlighter
+from rich.segment import Segment
 from rich.text import Text
 from textual.strip import Strip
 from textual.widgets import Log
@@ -20,6 +22,7 @@ MAX_LINES = 5000  # what the pane keeps; the whole log stays on disk in the run'
 # rest is counted as skipped and stays in the full log. Key presses stay fast.
 FLOOD_LINES = 1000
 FLOOD_EVERY = 3
+CUT = "…"  # ends a line cut at the pane's right edge
 
 
 class _Marks(Highlighter):
@@ -43,6 +46,15 @@ class LogPane(LogNavigator, Log):
     Following (the default), the pane shows the newest lines. Paused (``f``,
     or scrolling up), what is in view stays put: new lines fill the pane's
     free room below, then wait in ``held`` (bounded too) until it follows again.
+    """
+
+    # No horizontal scrollbar: on a line wider than the pane its thumb is a few dim cells ending in
+    # a partial block (▊) that reads as a stray glyph over the log. A cut line ends in "…" instead;
+    # left/right still scroll, and the full log (l) has the bar.
+    DEFAULT_CSS = """
+    LogPane {
+        scrollbar-size-horizontal: 0;
+    }
     """
 
     def __init__(self, max_lines: int = MAX_LINES) -> None:
@@ -168,5 +180,13 @@ class LogPane(LogNavigator, Log):
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
-        self.rendering_row = self.scroll_offset.y + y
-        return super().render_line(y)
+        scroll_x, top = self.scroll_offset
+        self.rendering_row = row = top + y
+        strip = super().render_line(y)
+        width = self.size.width
+        if width > 1 and row < len(self.lines) and cell_len(self.lines[row]) > scroll_x + width:
+            # The line goes on past the right edge: say so in its last cell.
+            tail = strip.crop(width - 1, width)
+            style = next((segment.style for segment in tail if segment.style), None)
+            strip = Strip.join([strip.crop(0, width - 1), Strip([Segment(CUT, style)], 1)])
+        return strip

@@ -3,7 +3,6 @@ the outcome, the verdict and where the report is."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from textual.content import Content
@@ -12,17 +11,9 @@ from textual.widgets import Static
 from trainboard.backend import events as ev
 from trainboard.backend.events import StageState
 from trainboard.backend.exitcodes import ExitCode
+from trainboard.tui.leaving import short_path
 from trainboard.tui.render import format_seconds
 from trainboard.tui.widgets.marks import STATUS_MARKS
-
-
-def short_path(path: str) -> str:
-    """The path relative to the working directory when that is shorter."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if len(rel) < len(path) else path
 
 
 class StatusLine(Static):
