@@ -48,10 +48,13 @@ async def baseline_history(ctx: RunContext) -> BaselineHistory | None:
 
 
 async def _read_history(ctx: RunContext, base: Baseline) -> BaselineHistory:
+    finals_only = f"the baseline ({base.source or 'without an MLflow run'}) keeps final values only"
     if not base.mlflow_run_id:
-        return BaselineHistory((), f"the baseline ({base.source or 'without an MLflow run'}) keeps final values only")
+        return BaselineHistory((), finals_only)
     tracking = ctx.state.tracking.client
-    if tracking is None or ctx.state.metrics.stale is not None:
+    if tracking is None:
+        return BaselineHistory((), "its history was not read: MLflow was not opened for this run")
+    if ctx.state.metrics.stale is not None:
         return BaselineHistory((), "its history was not read: MLflow is not answering")
     keys = [*ctx.config.metrics, EPOCH_KEY]
     try:
@@ -59,5 +62,7 @@ async def _read_history(ctx: RunContext, base: Baseline) -> BaselineHistory:
     except TrackingError as exc:
         return BaselineHistory((), f"its history could not be read: {why_unreachable(exc)}")
     if not any(p.key in ctx.config.metrics for p in points):
+        if base.source:  # a git note's run, from another MLflow store
+            return BaselineHistory((), finals_only)
         return BaselineHistory((), f"MLflow holds no history of the followed metrics for its run {base.mlflow_run_id}")
     return BaselineHistory(tuple(points))

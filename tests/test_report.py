@@ -288,6 +288,8 @@ async def test_the_baseline_history_is_read_once_from_mlflow(repo: Path) -> None
 @pytest.mark.parametrize(("case", "note"), [
     ("unreachable", "its history could not be read: connection refused"),
     ("git notes", "the baseline (merge base, from git notes) keeps final values only"),
+    ("git notes, another store", "the baseline (merge base, from git notes) keeps final values only"),
+    ("not opened", "its history was not read: MLflow was not opened for this run"),
     ("stale", "its history was not read: MLflow is not answering"),
     ("no history", "MLflow holds no history of the followed metrics for its run "),
     ("unknown run", "MLflow holds no history of the followed metrics for its run 0000"),
@@ -299,11 +301,13 @@ async def test_without_its_history_the_baseline_is_a_flat_line_and_the_report_sa
     uri, run_id = store_with_runs(repo)
     client = Tracking(uri, "tiny").client
     bare = client.create_run(client.get_experiment_by_name("tiny").experiment_id).info.run_id
-    ids = {"git notes": "", "no history": bare, "unknown run": "0" * 32}
-    source = "merge base, from git notes" if case == "git notes" else ""
+    ids = {"git notes": "", "no history": bare, "unknown run": "0" * 32, "git notes, another store": "1" * 32}
+    source = "merge base, from git notes" if case.startswith("git notes") else ""
     session = session_with(repo, uri, Baseline(ids.get(case, run_id), {"f1": 0.64}, {}, "1a2b3c4", "", source=source))
     if case == "stale":
         session.state.metrics.stale = ev.MetricsStale(0.0, "MLflow unreachable: connection refused")
+    if case == "not opened":
+        session.state.tracking.client = None
     restore = limit_http_client()
     try:
         if case == "unreachable":
