@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_CONFIG, run_acting_at
+from tests.conftest import TINY_CONFIG, git, run_acting_at
 from trainboard.backend.baselines import HISTORY_TIMEOUT, baseline_history
 from trainboard.backend.compare import compare
 from trainboard.backend.config import RunConfig, load_config
@@ -342,3 +342,30 @@ async def test_a_second_run_reports_its_evaluations_and_the_baseline_curve(repo:
     assert second.state.metrics.baseline_history is not None
     assert sorted(p.step for p in second.state.metrics.baseline_history.points if p.key == "f1") == [1, 2]
     assert (second.store.runs / second.run_id / "metrics.png").stat().st_size > 1000
+
+
+STEP_JOB = """
+import os
+from mlflow.tracking import MlflowClient
+client, run_id = MlflowClient(), os.environ["MLFLOW_RUN_ID"]
+for step in range(1, 65):  # one epoch of 64 steps: train loss every 4, an evaluation every 16
+    if step % 4 == 0:
+        client.log_metric(run_id, "loss", 2.0 / step, step=step)
+    if step % 16 == 0:
+        client.log_metric(run_id, "f1", 0.5 + step / 640, step=step)
+        client.log_metric(run_id, "epoch", step / 64, step=step)
+"""
+
+
+async def test_a_step_level_job_reports_steps_and_epochs(repo: Path) -> None:
+    (repo / "job.py").write_text(STEP_JOB)
+    git(repo, "commit", "-qam", "a job that logs at its training steps")
+    session = Session(load_config(repo / "tb.yaml", ["params.epochs=1"]), root=repo)
+    assert await session.run() is ExitCode.OK
+    text = (session.store.runs / session.run_id / "report.md").read_text()
+    assert "4 evaluations of the followed metrics. Loss: the latest value logged at each evaluation's step." in text
+    assert "| Step | Epoch | F1 | Loss |" in text
+    assert "| 16 | 0.25 | 0.5250 | 0.1250 |" in text and "| 64 | 1 | 0.6000 | 0.0312 |" in text
+    fig = metrics_figure(session.config, session.state.metrics.points, None)
+    assert fig is not None and [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch"]
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0.25, 0.5, 0.75, 1.0]
