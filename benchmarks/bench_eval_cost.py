@@ -16,6 +16,7 @@ or quieter during the benchmark weighs on both.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+print = functools.partial(print, flush=True)  # noqa: A001 - progress shows while the jobs run
 EXAMPLE = ROOT / "examples" / "intents"
 QUICK_START = {"epochs": 1, "learning_rate": 0.0001, "batch_size": 16, "max_length": 32,
                "data": "data/intents.csv", "test_size": 0.15, "seed": 42}

@@ -51,8 +51,9 @@ def _write_csv(path: Path, rows: list[list[str]]) -> Path:
 
 def _tweets(path: Path) -> Path:
     """A 3-class CSV with a header, quoted fields, quotes and commas inside texts and multi-line texts."""
-    rows = [["tweet_id", "airline_sentiment", "text"]]
-    rows += [[str(570000 + i), label, text] for i, (label, text) in enumerate(TWEETS * 4)]
+    rows = [["tweet_id", "airline_sentiment", "airline_sentiment_confidence", "negativereason", "text", "airline"]]
+    rows += [[str(570000 + i), label, "1.0", "Late Flight" if label == "negative" else "", text, "United"]
+             for i, (label, text) in enumerate(TWEETS * 4)]
     return _write_csv(path, rows)
 
 
@@ -95,15 +96,23 @@ def test_make_data_is_deterministic_and_atis_shaped(tmp_path: Path) -> None:
 def test_a_header_quotes_and_multiline_texts_are_read_right(tmp_path: Path) -> None:
     data = csv_data.read_labeled_csv(str(_tweets(tmp_path / "Tweets.csv")))
     assert data.header
-    assert data.text_column == "'text' (column 2)" and data.label_column == "'airline_sentiment' (column 1)"
+    assert data.text_column == "'text' (column 4)" and data.label_column == "'airline_sentiment' (column 1)"
     assert len(data.texts) == len(TWEETS) * 4
     assert list(zip(data.labels, data.texts, strict=True))[: len(TWEETS)] == TWEETS
     assert Counter(data.labels) == {"negative": 8, "positive": 8, "neutral": 8}
 
 
+def test_a_header_of_unknown_names_is_found_by_its_shape(tmp_path: Path) -> None:
+    rows = [["y_true", "utterance_en"]] + [[label, text + " again"] for label, text in TWEETS * 2]
+    data = csv_data.read_labeled_csv(str(_write_csv(tmp_path / "odd.csv", rows)))
+    assert data.header and data.text_column == "'utterance_en' (column 1)"
+    assert data.label_column == "'y_true' (column 0)"
+    assert len(data.texts) == len(TWEETS) * 2
+
+
 @pytest.mark.parametrize(
     ("text_column", "label_column"),
-    [("text", "airline_sentiment"), (2, 1), ("2", "1"), ("TEXT", "Airline_Sentiment")],
+    [("text", "airline_sentiment"), (4, 1), ("4", "1"), ("TEXT", "Airline_Sentiment")],
 )
 def test_columns_by_name_and_by_index(tmp_path: Path, text_column, label_column) -> None:
     path = _tweets(tmp_path / "t.csv")
@@ -127,8 +136,8 @@ def test_a_wrong_column_lists_the_columns(tmp_path: Path) -> None:
         csv_data.read_labeled_csv(str(path), label_column="sentiment_label")
     message = str(info.value)
     assert str(path) in message and "'sentiment_label'" in message and "label_column" in message
-    assert "0: 'tweet_id', 1: 'airline_sentiment', 2: 'text'" in message
-    with pytest.raises(csv_data.DataError, match="text_column 7 is out of range: the file has 3 column"):
+    assert "0: 'tweet_id', 1: 'airline_sentiment', 2: 'airline_sentiment_confidence', 3: 'negativereason'" in message
+    with pytest.raises(csv_data.DataError, match="text_column 7 is out of range: the file has 6 column"):
         csv_data.read_labeled_csv(str(path), text_column=7)
 
 
