@@ -21,6 +21,16 @@ MARKER_PREFIX = "<!-- trainboard-report"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub cuts a commit status's description there
 
 
+
+_NO_VERDICT = {  # why a commit status has no verdict, per run status
+    RunStatus.CANCELLED: "the run was cancelled",
+    RunStatus.JOB_FAILED: "the training job failed",
+    RunStatus.ERROR: "trainboard stopped on an error",
+    RunStatus.CONFIG_ERROR: "the config was refused",
+    RunStatus.RUNNING: "the run is still running",
+    RunStatus.DETACHED: "the job is still running, detached",
+}
+
 def config_slug(name: str) -> str:
     """A config's name as it appears in markers and status contexts."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")[:60]
@@ -60,7 +70,8 @@ def commit_statuses(run: RunInfo) -> list[tuple[str, str, str]]:
     if comparison is None and has_result:
         return []  # nothing was compared: no verdict to post
     if not has_result or comparison is None:
-        why = _short(f"no verdict: the run {run.status or 'did not finish'}", STATUS_DESCRIPTION_LIMIT)
+        ended = f"the run ended as {run.status}" if run.status else "the run did not finish"
+        why = _short(f"no verdict: {_NO_VERDICT.get(run.status, ended)}", STATUS_DESCRIPTION_LIMIT)
         contexts = [status_context(run.name, r.key) for r in gated] or [status_context(run.name, "gate")]
         return [(context, "error", why) for context in contexts]
     if not gated:
