@@ -141,9 +141,10 @@ def _show(session: Session, no_tui: bool) -> int:
         code = int(ExitCode.INFRA_ERROR)
     else:
         code = int(app.return_code)
-    if code == ExitCode.DETACHED:
-        print(f"detached: run {session.run_id} goes on; `trainboard attach {session.run_id}` comes back to it",
-              file=sys.stderr)
+    from trainboard.tui.leaving import leaving_lines
+
+    # Textual has given the terminal back: what the dashboard showed last, in plain lines.
+    print("\n".join(leaving_lines(session.record, code)), flush=True)
     return code
 
 
@@ -170,8 +171,6 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from trainboard.backend.exitcodes import ExitCode
     from trainboard.backend.recompare import NothingToCompare, RecompareError, pick, recompare
     from trainboard.tui.render import comparison_table, verdict_text
@@ -187,8 +186,10 @@ def _compare(args: argparse.Namespace) -> int:
     except RecompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INFRA_ERROR
-    console = Console()
-    console.print(f"run {record.run_id} · {record.branch} @ {record.commit[:7]}")
+    from trainboard.tui.console import output_console
+
+    console = output_console()  # as wide as `run --no-tui` on a pipe
+    console.print(f"run {record.run_id} · {record.branch} @ {record.commit[:7]}", markup=False)
     console.print(comparison_table(comparison))
     console.print(verdict_text(comparison))
     return ExitCode.OK if comparison.passed else ExitCode.GATE_FAILED

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 
-from trainboard.backend.compare import Comparison, ComparisonRow
+from trainboard.backend.compare import Comparison
 from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.store import RunRecord
 from trainboard.tui.render import format_seconds
+from trainboard.tui.runs_list import primary_metric
 
 # Why a run that ended this way has no comparison.
 NO_COMPARISON: dict[str, str] = {
@@ -42,32 +43,21 @@ def exit_text(code: int) -> str:
     return f"exit {code} ({member.name}): {member.help}"
 
 
-def primary_row(comp: Comparison) -> ComparisonRow | None:
-    """The metric the verdict turns on: the first that failed its gate, else the first with a
-    gate, else the first followed."""
-    for row in (*comp.failed_rows, *(r for r in comp.rows if r.passed is not None), *comp.rows):
-        return row
-    return None
-
-
-def primary_text(comp: Comparison) -> str:
-    """``F1 0.9150 (+0.0044 vs main)``: the primary metric, and its change from the baseline."""
-    row = primary_row(comp)
-    if row is None:
+def primary_text(record: RunRecord, comp: Comparison) -> str:
+    """``F1 0.9150 (+0.0044 vs main)``: the run's primary metric (as the runs list shows it),
+    and its change from the baseline when there is one."""
+    primary = primary_metric(record)
+    if primary is None:
         return ""
-    if row.after is None:
-        return f"{row.display} not logged"
-    if row.delta is None:
-        why = "no baseline yet" if not comp.has_baseline else "no baseline value"
-        return f"{row.display} {row.fmt(row.after)} ({why} on {comp.base_branch})"
-    return f"{row.display} {row.fmt(row.after)} ({row.fmt(row.delta, signed=True)} vs {comp.base_branch})"
+    change = f" ({primary.delta} vs {comp.base_branch})" if primary.delta else ""
+    return f"{primary.name} {primary.value}{change}"
 
 
 def verdict_line(record: RunRecord) -> str:
     status = record.status
     comp = Comparison.from_dict(record.comparison) if record.comparison else None
     if comp is not None and status is not None and status.has_result:
-        primary = primary_text(comp)
+        primary = primary_text(record, comp)
         return f"verdict: {comp.verdict}" + (f" · {primary}" if primary else "")
     if status == RunStatus.DETACHED:
         return "verdict: none yet, the job runs on"
