@@ -4,13 +4,14 @@ curve read from a real MLflow store (with its fallback to a flat line)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_CONFIG, git, run_acting_at
+from tests.conftest import TINY_CONFIG, git
 from trainboard.backend.baselines import HISTORY_TIMEOUT, baseline_history
 from trainboard.backend.compare import compare
 from trainboard.backend.config import RunConfig, load_config
@@ -116,9 +117,17 @@ def test_the_report_is_titled_with_the_experiment(config: RunConfig) -> None:
 
 
 async def test_a_cancelled_run_says_so_in_its_report(repo: Path) -> None:
+    from trainboard.backend import events as ev
+
     session = Session(load_config(repo / "tb.yaml", ["params.epochs=50", "params.sleep=0.2"]), root=repo)
-    outcome, _ = await run_acting_at(session, "epoch 2", session.cancel)
-    assert outcome is ExitCode.INTERRUPTED
+
+    def cancel_once_epoch_1_is_seen(event: ev.Event) -> None:  # its first epoch is in the run's history
+        seen = {p.key for p in session.state.metrics.points if p.step == 1}
+        if isinstance(event, ev.MetricPoints) and seen >= {"f1", "loss"}:
+            session.cancel()
+
+    session.subscribe(cancel_once_epoch_1_is_seen)
+    assert await asyncio.wait_for(session.run(), 120) is ExitCode.INTERRUPTED
     (record,) = RunStore(repo / ".trainboard").all()
     text = (record.path / "report.md").read_text()
     assert "**No comparison: the run was cancelled before its metrics were compared.**" in text
