@@ -53,6 +53,7 @@ def metrics_figure(config: RunConfig, points: list[MetricPoint], baseline: Basel
             base_xs, base_ys = _draw_baseline(ax, key, baseline, base_axis, series(curve, key))
             xs, ys = xs + base_xs, ys + base_ys
         ax.set_ylim(*y_limits(ys))
+        ax.ticklabel_format(axis="y", useOffset=False)
         if axis.knows_epochs:  # from epoch 0: one epoch's point is not alone in a sliver of an axis
             ax.set_xlim(0, max(max(xs), 0.5) * 1.05)
         ax.set_xlabel(axis.label)
@@ -78,7 +79,7 @@ def metrics_plot(config: RunConfig, points: list[MetricPoint], baseline: Baselin
 def y_limits(values: list[float]) -> tuple[float, float]:
     """Every value inside, with a margin: the baseline is never clipped."""
     low, high = min(values), max(values)
-    pad = (high - low) * 0.08 or abs(high) * 0.05 or 0.05
+    pad = max((high - low) * 0.08, abs(high) * 0.02) or 0.05  # a nearly flat curve: not blown up to noise
     return low - pad, high + pad
 
 
