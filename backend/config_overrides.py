@@ -37,7 +37,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
 def _snapshot(data: dict[str, Any]) -> dict[str, Any]:
     """The file's own top-level keys and its params, before any override."""
     params = data.get("params")
-    return {"keys": set(data), "params": _copy_keys(params) if isinstance(params, dict) else {}}
+    job = data.get("job")
+    declared = isinstance(job, dict) and bool(job.get("params_schema"))
+    return {"keys": set(data), "params": _copy_keys(params) if isinstance(params, dict) else {},
+            "declared": declared}  # the job declares its params: the check stage judges new ones
 
 
 def _copy_keys(node: dict[Any, Any]) -> dict[str, Any]:
@@ -142,7 +145,7 @@ def _check_names(keys: Path_, text: str, written: dict[str, Any], shown: str) ->
             raise ConfigError("unknown setting", file="--set", setting=_visible(dotted), source=shown,
                               fix=f"did you mean {_visible(near)!r}? --set {_visible(near)}={_visible(text)}")
         return
-    if head != "params":
+    if head != "params" or written["declared"]:
         return
     node: dict[str, Any] | None = written["params"]
     for depth, key in enumerate(keys[1:], start=1):

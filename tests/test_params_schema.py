@@ -101,3 +101,13 @@ def test_cli_refuses_a_misspelt_param_with_exit_2_and_provisions_nothing(tmp_pat
     assert proc.returncode == ExitCode.CONFIG_ERROR, proc.stdout + proc.stderr
     assert "tb.yaml:" in proc.stderr and "params.epocs" in proc.stderr and "did you mean 'params.epochs'" in proc.stderr
     assert not (repo / ".trainboard" / "runs").exists()
+
+
+def test_with_a_schema_a_declared_param_the_file_lacks_is_taken_from_set() -> None:
+    """The file sets eval_slice, not max_eval_samples: close names, both declared by the job."""
+    loaded = load_config(ROOT / "sample_params.yaml", ["params.max_eval_samples=48", "params.max_train_samples=48"])
+    check_params(loaded, ROOT)
+    assert loaded.config.params["max_eval_samples"] == 48
+    with pytest.raises(ConfigError) as info:
+        check_params(load_config(ROOT / "sample_params.yaml", ["params.max_evl_samples=48"]), ROOT)
+    assert "did you mean 'params.max_eval_samples'?" in info.value.fix

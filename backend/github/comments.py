@@ -22,7 +22,7 @@ STATUS_DESCRIPTION_LIMIT = 140  # GitHub cuts a commit status's description ther
 
 
 
-_NO_VERDICT = {  # why a commit status has no verdict, per run status
+_NO_VERDICT: dict[str, str] = {  # why a commit status has no verdict, per run status
     RunStatus.CANCELLED: "the run was cancelled",
     RunStatus.JOB_FAILED: "the training job failed",
     RunStatus.ERROR: "trainboard stopped on an error",
