@@ -312,3 +312,10 @@ def test_tiny_training_run(tmp_path: Path) -> None:
     logged = client.get_run(run_id).data.metrics
     assert logged["f1"] == pytest.approx(metrics["f1"])
     assert {f"f1_class.{label}" for label in metrics["per_class"]} <= set(logged)
+
+
+def test_the_declared_params_are_the_ones_the_job_reads() -> None:
+    import yaml
+
+    declared = yaml.safe_load((EXAMPLE / "params_schema.yaml").read_text())
+    assert declared == train.DEFAULTS  # names and defaults alike
