@@ -247,7 +247,9 @@ class Session:
                 ctx.error(stage, f"{outcome.cancel_reason}: tearing down")
                 return ExitCode.INFRA_ERROR, stage
             ctx.notice(f"{outcome.cancel_reason or 'cancelled'}: tearing down")
-            return exit_code_for(exc), stage
+            if stage is not None:  # cut short, not failed: in whichever stage the cancel came
+                ctx.end_stage(stage, StageState.SKIPPED, "cancelled")
+            return exit_code_for(exc), None
         if isinstance(exc, JobFailed) and exc.stage is not None:
             stage = exc.stage
         message = failure_message(exc)
