@@ -109,7 +109,7 @@ def test_status_contexts_and_states_for_named_configs_crashes_and_long_reasons()
     crashed = commit_statuses(replace(base, comparison=comparison(0.9), status="stale metrics"))
     assert crashed == [("trainboard/intents-minilm/f1", "error", "no verdict: the run ended as stale metrics")]
     assert commit_statuses(replace(base, status="cancelled"))[0][2] == "no verdict: the run was cancelled"
-    assert commit_statuses(replace(base, status="job-failed"))[0][2] == "no verdict: the training job failed"
+    assert commit_statuses(replace(base, status="job-failed"))[0][2] == "no verdict: the job failed"
     assert commit_statuses(replace(base, status="failed"))[0][1] == "error", "a crash is never a pass"
     assert commit_statuses(base) == [], "nothing compared: nothing to post"
 

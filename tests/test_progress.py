@@ -306,7 +306,7 @@ def test_headless_last_lines_say_the_verdict_the_report_and_the_exit_code(progre
                      cwd=progress_repo)
     assert failed.returncode == ExitCode.JOB_FAILED
     *_, verdict, report, finished = failed.stdout.strip().splitlines()
-    assert verdict == "verdict: no comparison: the job failed (exit 3)"
+    assert verdict == "verdict: no comparison, the job failed (exit 3)"
     assert report.startswith("report: ") and report.endswith("report.md")
     assert finished.endswith("(exit 4, JOB_FAILED)")
 
@@ -346,7 +346,7 @@ async def test_a_cancelled_run_shows_the_train_stage_cancelled_not_failed(repo: 
         view(event)
     text = out.getvalue()
     assert "- train skipped: cancelled" in text and "✗ train" not in text
-    assert "verdict: no comparison: the run was cancelled before it was compared" in text
+    assert "verdict: no comparison, the run was cancelled" in text
     assert text.strip().splitlines()[-1].endswith("(exit 130, INTERRUPTED)")
 
 

@@ -28,18 +28,13 @@ from trainboard.backend.events import StageState
 from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.progress import headless_text
 from trainboard.backend.session import Session
+from trainboard.backend.statuswords import what_happened
 from trainboard.tui.console import output_console
 from trainboard.tui.render import clock, comparison_table, format_seconds, verdict_text
 
 _MARK = {StageState.RUNNING: "…", StageState.DONE: "✓", StageState.FAILED: "✗", StageState.SKIPPED: "-"}
 
 # Why a run that ended this way has no comparison.
-_NO_COMPARISON: dict[str, str] = {
-    RunStatus.CANCELLED: "the run was cancelled before it was compared",
-    RunStatus.JOB_FAILED: "the job failed",
-    RunStatus.ERROR: "an error stopped the run before it was compared (see the error above)",
-    RunStatus.CONFIG_ERROR: "the config is wrong: nothing was started",
-}
 
 
 class ProgressPrinter:
@@ -219,10 +214,8 @@ class HeadlessView:
             return
         if status == RunStatus.DETACHED:
             why = f"none yet: the job runs on (`trainboard attach {self._run_id}` comes back to it)"
-        elif status == RunStatus.JOB_FAILED and self._job_code is not None:
-            why = f"no comparison: the job failed (exit {self._job_code})"
         else:
-            why = f"no comparison: {_NO_COMPARISON.get(status, 'the run did not finish')}"
+            why = f"no comparison, {what_happened(status, self._job_code)}"
         self._say(f"verdict: {why}", "bold")
 
     def _say(self, text: str, style: str = "") -> None:

@@ -12,17 +12,12 @@ import os
 
 from trainboard.backend.compare import Comparison
 from trainboard.backend.exitcodes import ExitCode, RunStatus
+from trainboard.backend.statuswords import what_happened
 from trainboard.backend.store import RunRecord
 from trainboard.tui.render import format_seconds
 from trainboard.tui.runs_list import primary_metric
 
 # Why a run that ended this way has no comparison.
-NO_COMPARISON: dict[str, str] = {
-    RunStatus.CANCELLED: "the run was cancelled before it was compared",
-    RunStatus.JOB_FAILED: "the job failed",
-    RunStatus.ERROR: "an error stopped the run before it was compared",
-    RunStatus.CONFIG_ERROR: "the config is wrong: nothing was started",
-}
 
 
 def short_path(path: str) -> str:
@@ -61,10 +56,8 @@ def verdict_line(record: RunRecord) -> str:
         return f"verdict: {comp.verdict}" + (f" · {primary}" if primary else "")
     if status == RunStatus.DETACHED:
         return "verdict: none yet, the job runs on"
-    why = NO_COMPARISON.get(status or "", f"the run is {status or 'unknown'}")
-    if status == RunStatus.JOB_FAILED and record.job_exit_code is not None:
-        why += f" (exit {record.job_exit_code})"
-    elif status == RunStatus.ERROR and record.info.errors:
+    why = what_happened(status, record.job_exit_code)
+    if status == RunStatus.ERROR and record.info.errors:
         first = record.info.errors[-1].message.splitlines()[:1]
         why += f": {first[0]}" if first else ""
     return f"verdict: no comparison, {why}"

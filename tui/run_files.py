@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainboard.backend import statuswords
 from trainboard.backend.compare import Comparison
 from trainboard.backend.config import RunConfig
 from trainboard.backend.events import MetricPoint
@@ -72,27 +73,11 @@ def live_text(record: RunRecord) -> str:
 
 
 # What happened to a run, as the end of a sentence ("no comparison: the job failed").
-_HAPPENED = {
-    RunStatus.RUNNING: "the run is still running",
-    RunStatus.DETACHED: "the job runs on, detached",
-    RunStatus.SUCCEEDED: "the run succeeded",
-    RunStatus.GATE_FAILED: "the run failed its gates",
-    RunStatus.JOB_FAILED: "the job failed",
-    RunStatus.CONFIG_ERROR: "the config was refused",
-    RunStatus.ERROR: "the run stopped on an error",
-    RunStatus.CANCELLED: "the run was cancelled",
-}
 
 
 def what_happened(record: RunRecord) -> str:
     """"the run was cancelled", "the job failed (exit 3)", ...: a clause about the run's status."""
-    if record.status is None:
-        return "the run's status is unknown"
-    text = _HAPPENED.get(record.status, f"the run's status is {record.status}")
-    code = record.job_exit_code
-    if record.status is RunStatus.JOB_FAILED and code is not None:
-        text += f" (exit {code})"
-    return text
+    return statuswords.what_happened(record.status, record.job_exit_code)
 
 
 def running_for(record: RunRecord, now: float | None = None) -> float | None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainboard.backend.github.common import DEFAULT_NAME, PublishError, RunInfo
 from trainboard.backend.record import RunStatus
+from trainboard.backend.statuswords import what_happened
 
 if TYPE_CHECKING:
     from github.IssueComment import IssueComment
@@ -20,16 +21,6 @@ MARKER = "<!-- trainboard-report -->"  # the marker before configs had their own
 MARKER_PREFIX = "<!-- trainboard-report"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub cuts a commit status's description there
 
-
-
-_NO_VERDICT: dict[str, str] = {  # why a commit status has no verdict, per run status
-    RunStatus.CANCELLED: "the run was cancelled",
-    RunStatus.JOB_FAILED: "the training job failed",
-    RunStatus.ERROR: "trainboard stopped on an error",
-    RunStatus.CONFIG_ERROR: "the config was refused",
-    RunStatus.RUNNING: "the run is still running",
-    RunStatus.DETACHED: "the job is still running, detached",
-}
 
 def config_slug(name: str) -> str:
     """A config's name as it appears in markers and status contexts."""
@@ -70,8 +61,7 @@ def commit_statuses(run: RunInfo) -> list[tuple[str, str, str]]:
     if comparison is None and has_result:
         return []  # nothing was compared: no verdict to post
     if not has_result or comparison is None:
-        ended = f"the run ended as {run.status}" if run.status else "the run did not finish"
-        why = _short(f"no verdict: {_NO_VERDICT.get(run.status, ended)}", STATUS_DESCRIPTION_LIMIT)
+        why = _short(f"no verdict: {what_happened(run.status)}", STATUS_DESCRIPTION_LIMIT)
         contexts = [status_context(run.name, r.key) for r in gated] or [status_context(run.name, "gate")]
         return [(context, "error", why) for context in contexts]
     if not gated:
