@@ -84,14 +84,15 @@ def tiny_repo(tmp_path: Path) -> Path:
     return make_tiny_repo(tmp_path / "repo")
 
 
-def make_tiny_repo(repo: Path) -> Path:
-    """The ``tiny_repo`` fixture's repository, at ``repo``."""
+def make_tiny_repo(repo: Path, files: dict[str, str] | None = None) -> Path:
+    """The ``tiny_repo`` fixture's repository, at ``repo``; ``files`` (name: text) in place
+    of its job.py and tb.yaml."""
     repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "test@example.com")
     git(repo, "config", "user.name", "Test")
-    (repo / "job.py").write_text(TINY_JOB)
-    (repo / "tb.yaml").write_text(TINY_CONFIG)
+    for name, text in (files or {"job.py": TINY_JOB, "tb.yaml": TINY_CONFIG}).items():
+        (repo / name).write_text(text)
     (repo / ".gitignore").write_text(".trainboard/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")

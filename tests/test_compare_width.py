@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import run_cli
-from tests.test_tmux_e2e import Terminal, terminal  # noqa: F401  (terminal: the fixture)
+from tests.test_tmux_e2e import terminal  # noqa: F401  (the fixture)
+from tests.tmux_support import Terminal
 from trainboard.tui.console import PIPE_WIDTH
 
 # A metric name long enough that its comparison row is wider than 120 columns.
@@ -48,8 +49,10 @@ def test_a_line_wider_than_the_log_pane_ends_in_an_ellipsis_and_draws_no_stray_g
     tiny_repo: Path, terminal: Callable[[Path, list[str]], Terminal]  # noqa: F811
 ) -> None:
     (tiny_repo / "wide.py").write_text(f"print({WIDE_LINE!r}, flush=True)\n")  # untracked: synced all the same
-    term = terminal(tiny_repo, ["run", "tb.yaml", "--set", "job.command=python wide.py && python job.py"])
-    screen = term.wait_for("the verdict", lambda s: "succeeded" in s and "PASS" in s)
+    term = terminal(tiny_repo, ["run", "tb.yaml", "--set", "job.command=python wide.py && python job.py",
+                                "--set", "params.sleep=1.5"])
+    # Read while the job trains: the run's end brings a toast, whose left edge is a ▌ of its own.
+    screen = term.wait_for("the wide line, then the job's second epoch", lambda s: "epoch 2: f1=0.800" in s)
     lines = screen.splitlines()
     top = next(i for i, line in enumerate(lines) if "╭─ Log" in line)
     left = lines[top].index("╭─ Log")
@@ -59,5 +62,6 @@ def test_a_line_wider_than_the_log_pane_ends_in_an_ellipsis_and_draws_no_stray_g
     shown = next(line for line in pane if "wide: 0000-" in line)
     assert shown.rstrip().endswith("0… │"), shown  # cut at the pane's edge (its padding aside), and said so
     assert "…" not in next(line for line in pane if "epoch 2: f1=0.800" in line)  # a line that fits is whole
+    term.wait_for("the verdict", lambda s: "succeeded" in s and "PASS" in s)
     term.press("q")
     assert term.exit_status() == 0

@@ -9,20 +9,14 @@ and built from real finished sessions on the local runner.
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import shutil
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_tmux_e2e import HEIGHT, ROOT, WIDTH, Terminal
+from tests.tmux_support import Terminal, terminals
 from trainboard.backend.config import load_config
 from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.session import Session
@@ -33,32 +27,7 @@ from trainboard.tui.leaving import leaving_lines
 def held_terminal(tmp_path: Path) -> Iterator[Callable[[Path, list[str]], Terminal]]:
     """``trainboard ARGS`` in REPO in a tmux session that stays open after it exits, so that
     what it printed on leaving can be read."""
-    assert shutil.which("tmux"), "tmux is not installed: these tests need it (apt-get install tmux)"
-    started: list[Terminal] = []
-
-    def start(repo: Path, args: list[str]) -> Terminal:
-        term = Terminal(tmp_path / "tmux.sock", f"tb-{uuid.uuid4().hex[:8]}", tmp_path / f"rc-{len(started)}")
-        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "trainboard.tui.cli", *args])
-        rc = shlex.quote(str(term.rc_file))
-        shell = f"cd {shlex.quote(str(repo))} && {command}; echo $? > {rc}.tmp && mv {rc}.tmp {rc}; sleep 600"
-        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "GITHUB_ACTIONS")}
-        env.update(PYTHONPATH=str(ROOT), SHELL="/bin/sh", TERM=os.environ.get("TERM") or "xterm-256color")
-        done = subprocess.run(
-            ["tmux", "-S", str(term.socket), "-f", "/dev/null", "new-session", "-d", "-s", term.name,
-             "-x", str(WIDTH), "-y", str(HEIGHT), shell],
-            env=env, capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-        assert done.returncode == 0, f"tmux new-session failed: {done.stderr}"
-        started.append(term)
-        return term
-
-    try:
-        yield start
-    finally:
-        for term in started:
-            term.tmux("kill-session", "-t", term.name)
-        if started:
-            started[0].tmux("kill-server")
+    yield from terminals(tmp_path, hold=True)
 
 
 def after_exit(term: Terminal) -> tuple[int, list[str]]:

@@ -35,7 +35,7 @@ from snapshot_support import (
 )
 from textual.pilot import Pilot
 
-from tests.conftest import git
+from tests.conftest import make_tiny_repo
 from trainboard.backend import events as ev
 from trainboard.backend.events import Stage, StageState
 from trainboard.tui.widgets.stages import StageList
@@ -120,16 +120,7 @@ QUICK_START_JOB = textwrap.dedent(
 
 
 def quick_start_repo(repo: Path) -> Path:
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "config", "user.name", "Test")
-    (repo / "train.py").write_text(QUICK_START_JOB)
-    (repo / "tb.yaml").write_text(QUICK_START_CONFIG)
-    (repo / ".gitignore").write_text(".trainboard/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "init")
-    return repo
+    return make_tiny_repo(repo, {"train.py": QUICK_START_JOB, "tb.yaml": QUICK_START_CONFIG})
 
 
 def progress_time(step: int) -> float:
