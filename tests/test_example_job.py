@@ -16,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "intents"
-ATIS = ROOT.parent / "shared" / "data" / "atis_intents.csv"
 
 
 def _load(name: str):
@@ -176,19 +175,6 @@ def test_a_text_column_chosen_as_labels_is_refused(tmp_path: Path) -> None:
     single = _write_csv(tmp_path / "one.csv", [["label", "text"], ["a", "x y"], ["a", "y z"]])
     with pytest.raises(csv_data.DataError, match="fewer than two labels"):
         csv_data.read_labeled_csv(str(single))
-
-
-@pytest.mark.skipif(not ATIS.exists(), reason="the shared ATIS file lives beside the repository")
-def test_the_atis_file_reads_with_its_rare_labels() -> None:
-    data = csv_data.read_labeled_csv(str(ATIS))
-    assert not data.header and len(data.texts) == 4978
-    counts = Counter(data.labels)
-    assert len(counts) == 22 and counts["atis_flight"] == 3666
-    rare = [label for label, n in counts.items() if n == 1]
-    assert len(rare) >= 3 and all(not text.startswith(" ") for text in data.texts)
-    train_idx, test_idx, how = csv_data.split_indices(data.labels, 0.15, 42)
-    assert all(data.labels.index(label) in train_idx for label in rare)
-    assert how.startswith("stratified") and len(test_idx) == 747
 
 
 def test_read_and_split_tolerate_rare_labels(tmp_path: Path) -> None:
