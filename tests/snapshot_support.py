@@ -144,15 +144,25 @@ def local_branch_names() -> Iterator[None]:
             os.environ["GITHUB_ACTIONS"] = saved
 
 
+RECORDING_TRIES = 3  # a machine busy enough to miss a 1 s epoch records the set again, in a new repository
+
+
 def record_runs(workdir: Path) -> Recorded:
     """Make the repository under ``workdir``, run every recorded run in it, normalise."""
-    repo = make_tiny_repo(workdir / "repo")
+    for attempt in range(1, RECORDING_TRIES + 1):
+        repo = make_tiny_repo(workdir / f"try-{attempt}" / "repo")
+        with local_branch_names():
+            recordings = [
+                record(repo, run_id, overrides) for run_id, overrides in (BASELINE, TRAINING, GATE_FAILS, JOB_FAILS)
+            ]
+        try:
+            for recording in recordings[1:]:
+                check_every_epoch_polled(recording)
+            break
+        except AssertionError:
+            if attempt == RECORDING_TRIES:
+                raise
     with local_branch_names():
-        recordings = [
-            record(repo, run_id, overrides) for run_id, overrides in (BASELINE, TRAINING, GATE_FAILS, JOB_FAILS)
-        ]
-        for recording in recordings[1:]:
-            check_every_epoch_polled(recording)
         cli_args = ["run", "tb.yaml", "--no-tui"]
         for override in ATTACHED_OVERRIDES:
             cli_args += ["--set", override]

@@ -39,7 +39,9 @@ from trainboard.tui.widgets import ComparisonTable, MetricsPlot
 from trainboard.tui.widgets.plot import history_title
 
 SIZE = (160, 30)
-NOW = time.time()
+def now() -> float:
+    """The real time (the views read it too): a run made ``started_ago`` s ago is that old when shown."""
+    return time.time()
 
 
 def dead_pid() -> int:
@@ -66,7 +68,7 @@ def comparison(before: float | None, after: float) -> dict[str, Any]:
 def make_run(store: RunStore, run_id: str, status: RunStatus, started_ago: float, **fields: Any) -> RunRecord:
     fields.setdefault("branch", "main")
     fields.setdefault("commit", "1a2b3c4d5e")
-    return store.create(run_id, status=status, created_at=NOW - started_ago, **fields)
+    return store.create(run_id, status=status, created_at=now() - started_ago, **fields)
 
 
 def runs_rows(screen: RunsScreen) -> list[dict[str, str]]:
@@ -97,9 +99,10 @@ def test_a_running_run_shows_the_time_since_it_started_not_a_stale_duration(
     # A detached run: its view left after 28.9 s, the job runs on (13 minutes now).
     detached = make_run(store, "r2-detached", RunStatus.DETACHED, 13 * 60 + 5, config=raw, duration=28.9)
     done = make_run(store, "r1-done", RunStatus.SUCCEEDED, 3600, config=raw, duration=42.0)
-    assert run_files.duration_text(detached, NOW) == "running 13m05s"
-    assert run_files.duration(detached, NOW) == pytest.approx(785.0)
-    assert run_files.duration_text(done, NOW) == "42.0s"
+    at = (detached.created_at or 0) + 785
+    assert run_files.duration_text(detached, at) == "running 13m05s"
+    assert run_files.duration(detached, at) == pytest.approx(785.0)
+    assert run_files.duration_text(done, at) == "42.0s"
 
     out = printed_runs(tmp_path, monkeypatch, capsys)
     line = next(x for x in out.splitlines() if "r2-detached" in x)
@@ -135,7 +138,7 @@ def test_a_run_whose_trainboard_is_gone_is_not_said_to_be_running(tmp_path: Path
     store = RunStore(tmp_path / ".trainboard")
     pid = dead_pid()
     crashed = make_run(store, "r1-crashed", RunStatus.RUNNING, 600, config=raw, trainboard_pid=pid)
-    assert run_files.duration_text(crashed, NOW) == "—"
+    assert run_files.duration_text(crashed, now()) == "—"
     said, tone = runs_list.verdict(crashed)
     assert said == f"no outcome: its trainboard (pid {pid}) is gone; `trainboard reap` tidies it up"
     assert tone == "muted"
