@@ -2,11 +2,12 @@
 
     .venv/bin/python docs/dashboard.py
 
-The dashboard is the real app (``make_app``) replaying the events of real runs
-of the tests' tiny job, recorded and normalised as for the snapshot tests (see
-tests/snapshot_support.py): caught in the training stage at epoch 3 of 4, with
-live metrics and their deltas against the baseline run, at 120x36. The same
-dashboard gives the same file. Takes about 30 s (it records five runs).
+The dashboard is the real app (``make_app``) replaying the events of a real run of a
+job shaped like the Quick start's (the one tests/test_snapshots_progress.py records: 1
+epoch of 128 steps with ``trainboard:progress`` lines, train loss every 20 steps and an
+evaluation every 32), normalised as for the snapshot tests: caught at step 80, with the
+progress under the train stage and live metrics, at 120x36. The same dashboard gives
+the same file. Takes about 20 s (it records one run).
 """
 
 from __future__ import annotations
@@ -22,29 +23,33 @@ ROOT = DOCS.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from snapshot_support import (  # noqa: E402
-    SCHEDULE,
-    T0,
-    Recorded,
+    Recording,
     frozen_clock,
-    record_runs,
+    local_branch_names,
+    record,
     replaying_dashboard,
     settle,
-    until_step,
 )
-
-from trainboard.backend.events import Stage  # noqa: E402
+from test_snapshots_progress import (  # noqa: E402
+    CUT,
+    RUN_ID,
+    T0,
+    normalised,
+    progress_time,
+    quick_start_repo,
+    until_progress,
+)
 
 SIZE = (120, 36)
 OUT = DOCS / "dashboard.svg"
 
 
-async def screenshot(recorded: Recorded) -> None:
+async def screenshot(recording: Recording) -> None:
     with frozen_clock(T0) as clock:
-        cut = until_step(recorded.training.events, 3)
-        now = T0 + SCHEDULE[Stage.TRAIN][0] + 30.4
-        app, replay = replaying_dashboard(recorded.training, cut, clock, now)
+        cut = until_progress(recording.events, CUT)
+        app, replay = replaying_dashboard(recording, cut, clock, progress_time(CUT) + 1)
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot, replay, finished=False)
+            await settle(pilot, replay, False)
             app.save_screenshot(filename=OUT.name, path=str(OUT.parent))
 
 
@@ -52,10 +57,13 @@ def main() -> None:
     os.environ.pop("NO_COLOR", None)  # Textual honours it: the screenshot is in colour
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        recorded = record_runs(Path(tmp))
-        os.chdir(recorded.repo)  # the paths the dashboard shows are relative to the repository
+        repo = quick_start_repo(Path(tmp) / "repo")
+        with local_branch_names():
+            recording = record(repo, RUN_ID, ())
+        recording.events = normalised(repo, recording)
+        os.chdir(repo)  # the paths the dashboard shows are relative to the repository
         try:
-            asyncio.run(screenshot(recorded))
+            asyncio.run(screenshot(recording))
         finally:
             os.chdir(cwd)
     print(f"wrote {OUT.relative_to(ROOT)}")
