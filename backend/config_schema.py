@@ -307,6 +307,17 @@ class ReportConfig(_Strict):
     log_lines: int = Field(default=30, ge=0, le=1000)
 
 
+class SweepConfig(_Strict):
+    """Many runs of one change: each setting's values in Hydra's override grammar (see sweep_spec)."""
+
+    params: dict[str, str] = Field(default_factory=dict)  # setting -> values, e.g. "1e-4,5e-5"; {} = one run
+    mode: Literal["grid", "random"] = "grid"
+    max_runs: int | None = Field(default=None, ge=1)  # grid: the first N; random: how many to draw
+    max_parallel: int = Field(default=2, ge=1)
+    seed: int = 0  # random mode's draws
+    objective: str = ""  # the metric that picks the best member; "" = the first metric with a goal
+
+
 class RunConfig(_Strict):
     name: str = "trainboard"
     runner: RunnerConfig = Field(default_factory=LocalRunnerConfig)
@@ -318,6 +329,7 @@ class RunConfig(_Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     dvc: DvcConfig = Field(default_factory=DvcConfig)
     github: GithubConfig = Field(default_factory=GithubConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @model_validator(mode="after")
     def _gates_name_metrics(self) -> RunConfig:

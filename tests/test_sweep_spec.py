@@ -129,3 +129,38 @@ def test_errors_say_what_and_how_to_fix(sweeps: list[str], kwargs: dict[str, obj
     assert caught.value.file == "--sweep"
     assert caught.value.fix
     assert "fix:" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the config's sweep section
+
+
+def test_sweep_section_defaults_to_a_single_run(config_path: Path) -> None:
+    sweep = load_config(config_path).config.sweep
+    assert sweep.params == {} and sweep.mode == "grid" and sweep.max_runs is None
+    assert sweep.max_parallel == 2 and sweep.seed == 0 and sweep.objective == ""
+
+
+def test_sweep_settings_take_set(config_path: Path) -> None:
+    config = load_config(config_path, ["sweep.max_parallel=4", "sweep.mode=random", "sweep.max_runs=3",
+                                       "sweep.seed=5", "sweep.params={params.lr: 'interval(0.1,0.2)'}"]).config
+    assert config.sweep.max_parallel == 4
+    members = expand(config.sweep.params, config.sweep.mode, config.sweep.max_runs, config.sweep.seed)
+    assert len(members) == 3 and all(0.1 <= dict(m.values)["params.lr"] <= 0.2 for m in members)
+
+
+def test_sweep_section_in_the_file(config_path: Path) -> None:
+    config_path.write_text(TINY_CONFIG + "sweep:\n  params:\n    params.epochs: range(1,3)\n"
+                           "    params.base_f1: 0.5,0.7\n  max_parallel: 3\n")
+    config = load_config(config_path).config
+    members = expand(config.sweep.params, config.sweep.mode, config.sweep.max_runs)
+    assert [m.overrides() for m in members] == [
+        ["params.epochs=1", "params.base_f1=0.5"], ["params.epochs=1", "params.base_f1=0.7"],
+        ["params.epochs=2", "params.base_f1=0.5"], ["params.epochs=2", "params.base_f1=0.7"],
+    ]
+    validate_members(config_path, [], members)
+
+
+@pytest.mark.parametrize("item", ["sweep.max_parallel=0", "sweep.max_runs=0", "sweep.mode=bayes"])
+def test_bad_sweep_settings_are_refused(config_path: Path, item: str) -> None:
+    with pytest.raises(ConfigError, match="sweep"):
+        load_config(config_path, [item])
