@@ -44,11 +44,9 @@ async def follow(ctx: RunContext, handle: JobHandle, source: str, progress: Prog
 
     The lines, masked, also go to ``<run_dir>/<source>.log``: the log kept here
     (rewritten from the start, as the runner's log is read from its start).
-    The training job's (``source`` "job") progress lines are read by ``progress``
-    (a new tracker when None) into JobProgress events, each after its LogLines.
+    With a ``progress`` tracker (the training job's), its progress lines become
+    JobProgress events, each after its LogLines.
     """
-    if progress is None and source == "job":
-        progress = ProgressTracker()
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with open(ctx.run_dir / f"{source}.log", "w", encoding="utf-8", errors="replace") as kept:
         return await _follow_into(ctx, handle, _Out(source, kept, progress))

@@ -104,28 +104,15 @@ async def plot_then_m(pilot: Pilot, app: TrainboardApp) -> None:
     assert app.screen.maximized is None
 
 
-async def full_log_and_back(pilot: Pilot, app: TrainboardApp) -> None:
-    await pilot.press("l")
-    assert isinstance(app.screen, FullLogScreen)
-    await pilot.press("escape")
+def screen_and_back(key: str, screen: type) -> Callable[[Pilot, TrainboardApp], Awaitable[None]]:
+    """Press ``key``, see ``screen`` open, and leave it with escape."""
 
+    async def go(pilot: Pilot, app: TrainboardApp) -> None:
+        await pilot.press(key)
+        assert isinstance(app.screen, screen)
+        await pilot.press("escape")
 
-async def runs_and_back(pilot: Pilot, app: TrainboardApp) -> None:
-    await pilot.press("r")
-    assert isinstance(app.screen, RunsScreen)
-    await pilot.press("escape")
-
-
-async def help_and_back(pilot: Pilot, app: TrainboardApp) -> None:
-    await pilot.press("question_mark")
-    assert isinstance(app.screen, HelpScreen)
-    await pilot.press("escape")
-
-
-async def palette_and_back(pilot: Pilot, app: TrainboardApp) -> None:
-    await pilot.press("ctrl+p")
-    assert isinstance(app.screen, CommandPalette)
-    await pilot.press("escape")
+    return go
 
 
 async def palette_runs_and_back(pilot: Pilot, app: TrainboardApp) -> None:
@@ -149,10 +136,10 @@ async def focus_on_metrics(pilot: Pilot, app: TrainboardApp) -> None:
 STATES: dict[str, Callable[[Pilot, TrainboardApp], Awaitable[None]]] = {
     "m, escape": plot_then_escape,
     "m, m": plot_then_m,
-    "l, escape": full_log_and_back,
-    "r, escape": runs_and_back,
-    "?, escape": help_and_back,
-    "ctrl+p, escape": palette_and_back,
+    "l, escape": screen_and_back("l", FullLogScreen),
+    "r, escape": screen_and_back("r", RunsScreen),
+    "?, escape": screen_and_back("question_mark", HelpScreen),
+    "ctrl+p, escape": screen_and_back("ctrl+p", CommandPalette),
     "ctrl+p Show runs, escape": palette_runs_and_back,
     "focus on the metrics panel": focus_on_metrics,
 }
