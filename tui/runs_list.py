@@ -69,8 +69,8 @@ def _spec(record: RunRecord) -> tuple[str, dict[str, Any]] | None:
 
 def _last_value(record: RunRecord, key: str) -> float | None:
     """The metric's latest value in the run's metrics.jsonl (its last lines only)."""
+    from trainboard.backend.metrichistory import METRICS_FILE
     from trainboard.backend.report import tail_lines
-    from trainboard.backend.session import METRICS_FILE
 
     for line in reversed(tail_lines(record.path / METRICS_FILE, METRIC_TAIL_LINES)):
         try:
