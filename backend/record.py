@@ -70,6 +70,14 @@ class PullRequestInfo(_Part):
     branch: str = ""  # the outputs branch pushed
 
 
+class SweepLink(_Part):
+    """``sweep``: the sweep a member run belongs to (``.trainboard/sweeps/<id>/sweep.json``)."""
+
+    id: str = ""
+    index: int = 0
+    values: dict[str, str] = Field(default_factory=dict)  # the varied settings' values
+
+
 class BaselineNote(_Part):
     """``baseline_note``: the git note a base-branch run recorded as the next runs' baseline."""
 
@@ -123,6 +131,8 @@ class RunData(_Part):
     pull_request: PullRequestInfo | None = None
     report: str = ""
     cost: float | None = None
+    stopped_by: str = ""  # why the run was stopped from outside: "cost cap ...", "sweep cancelled"
+    sweep: SweepLink | None = None
     exit_code: int | None = None
     finished_at: float | None = None
     duration: float | None = None
