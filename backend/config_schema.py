@@ -318,6 +318,13 @@ class SweepConfig(_Strict):
     objective: str = ""  # the metric that picks the best member; "" = the first metric with a goal
 
 
+class BudgetConfig(_Strict):
+    """What a run (or a whole sweep) may cost: refused at check when its projection passes the cap,
+    stopped and torn down when its spend reaches it (see trainboard.backend.budget)."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)  # USD; None: no cap
+
+
 class RunConfig(_Strict):
     name: str = "trainboard"
     runner: RunnerConfig = Field(default_factory=LocalRunnerConfig)
@@ -330,6 +337,7 @@ class RunConfig(_Strict):
     dvc: DvcConfig = Field(default_factory=DvcConfig)
     github: GithubConfig = Field(default_factory=GithubConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @model_validator(mode="after")
     def _gates_name_metrics(self) -> RunConfig:
