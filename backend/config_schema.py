@@ -54,6 +54,7 @@ class SshRunnerConfig(_SshOptions):
     identity_file: str | None = None  # default: ~/.ssh/config, else the agent and ~/.ssh/id_*
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts; host keys are always verified
     ssh_config: str | None = None  # default: ~/.ssh/config when it exists
+    hosts: list[str] = Field(default_factory=list)  # a sweep's pool (host or host:port): a member each at a time
 
     @field_validator("host")
     @classmethod

@@ -25,7 +25,7 @@ from trainboard.backend.events import Stage, StageState
 from trainboard.backend.exitcodes import ExitCode, JobFailed, exit_code_for
 from trainboard.backend.github import PublishError
 from trainboard.backend.gitinfo import repo_root
-from trainboard.backend.hooks import configured_hooks
+from trainboard.backend.hooks import Hook, configured_hooks
 from trainboard.backend.hooks.pull_request import PullRequestHook
 from trainboard.backend.jobs import follow
 from trainboard.backend.metrichistory import METRICS_FILE, read_metric_history, write_metric_history
@@ -67,15 +67,22 @@ def failure_message(exc: BaseException) -> str | None:
 
 
 class Session:
-    def __init__(self, loaded: LoadedConfig, *, root: Path | None = None, run_id: str | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, *, root: Path | None = None, run_id: str | None = None,
+                 hooks: list[Hook] | None = None, tags: dict[str, str] | None = None,
+                 record_extra: dict[str, Any] | None = None) -> None:
+        """``hooks``: the integrations (default: every configured one); ``tags`` and ``record_extra``:
+        extra MLflow tags and record keys (a sweep's member: its parent run, its values)."""
         root = root or repo_root(loaded.path.resolve().parent)
         # Secret values (env vars named like TOKEN/SECRET/KEY, config keys named like token or
         # password) never reach a view, the report or a file.
         redact = Redactor.from_env(os.environ, loaded.config.job.env, extra=config_secrets(loaded.raw))
         self.ctx = RunContext(loaded=loaded, root=root, store=RunStore(root / ".trainboard"),
-                              run_id=run_id or new_run_id(), redact=redact, hooks=configured_hooks())
+                              run_id=run_id or new_run_id(), redact=redact,
+                              hooks=configured_hooks() if hooks is None else hooks, tags=dict(tags or {}),
+                              record_extra=dict(record_extra or {}))
         self.root, self.store, self.run_id, self.bus = root, self.ctx.store, self.ctx.run_id, self.ctx.bus
         self.state = self.ctx.state
+        self.ctx.stop = self.cancel  # the cost cap stops the run as a cancel (trainboard.backend.budget)
         self._task: asyncio.Task[Any] | None = None
         self._attach_to: RunRecord | None = None  # set by Session.attach
 

@@ -116,6 +116,7 @@ class RunRecord:
     pull_request = _Typed[PullRequestInfo | None]()
     report = _Typed[str]()
     cost = _Typed[float | None]()
+    stopped_by = _Typed[str]()
     exit_code = _Typed[int | None]()
     finished_at = _Typed[float | None]()
     duration = _Typed[float | None]()

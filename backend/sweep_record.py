@@ -28,6 +28,7 @@ class MemberInfo(BaseModel):
     index: int
     values: dict[str, str]  # setting -> the value as --set text, only the varied settings
     run_id: str = ""
+    mlflow_run_id: str = ""
     status: str = QUEUED  # queued, running, then a RunStatus value, or skipped (never started)
     stage: str = ""
     exit_code: int | None = None

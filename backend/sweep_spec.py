@@ -9,11 +9,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from trainboard.backend.config_errors import ConfigError
+
+if TYPE_CHECKING:
+    from trainboard.backend.config import LoadedConfig
 
 SWEEP_FILE = "--sweep"
 _COMMAND_LINE_NUMBER = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
@@ -183,14 +186,20 @@ def validate_members(
     config_path: str | Path,
     base_overrides: list[str] | tuple[str, ...],
     members: list[Member],
-) -> None:
-    """Load the config with every member's overrides; the first member that does
-    not validate raises a ConfigError naming it, its values and the reason."""
+    root: Path | None = None,
+) -> list[LoadedConfig]:
+    """Each member's config: the config loaded with its overrides (and, given the repository
+    ``root``, its params checked against job.params_schema). The first member that does not
+    validate raises a ConfigError naming it, its values and the reason."""
     from trainboard.backend.config import load_config
+    from trainboard.backend.params_schema import check_params
 
+    configs = []
     for member in members:
         try:
-            load_config(config_path, [*base_overrides, *member.overrides()])
+            loaded = load_config(config_path, [*base_overrides, *member.overrides()])
+            if root is not None:
+                check_params(loaded, root)
         except ConfigError as exc:
             raise ConfigError(
                 f"sweep member {member.index} ({member.label()}) does not validate: {exc.message}",
@@ -199,3 +208,24 @@ def validate_members(
                 setting=exc.setting,
                 fix=exc.fix or "change the sweep's values for that setting",
             ) from None
+        configs.append(loaded)
+    return configs
+
+
+def plan(loaded: LoadedConfig, command_line: list[str] | tuple[str, ...], root: Path) -> tuple[
+        list[Member], list[LoadedConfig]]:
+    """The members of the sweep ``loaded`` (its ``sweep.params``) and ``--sweep`` declare (the
+    command line wins for a setting both name), and each member's validated config.
+    No members (neither declares one): ``([], [])``, a single run."""
+    declared = dict(loaded.config.sweep.params)
+    for setting, text in _as_items(list(command_line)):
+        declared.pop(setting, None)
+        declared[setting] = text
+    if not declared:
+        return [], []
+    cfg = loaded.config.sweep
+    if cfg.objective and cfg.objective not in loaded.config.metrics:
+        raise loaded.error("sweep.objective", f"{cfg.objective!r} is not one of the metrics",
+                           fix=f"name one of: {', '.join(loaded.config.metrics)}, or leave it out")
+    members = expand(declared, cfg.mode, cfg.max_runs, cfg.seed)
+    return members, validate_members(loaded.path, loaded.overrides, members, root)

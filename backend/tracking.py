@@ -67,6 +67,8 @@ BRANCH_TAG = "mlflow.source.git.branch"
 COMMIT_TAG = "mlflow.source.git.commit"
 RUN_TAG = "trainboard.run_id"
 PARAMS_HASH_TAG = "trainboard.params_hash"
+SWEEP_TAG = "trainboard.sweep_id"  # a sweep's members (and its parent run)
+SWEEP_BEST_TAG = "trainboard.sweep.best"  # "true" on the member the sweep picked
 
 
 T = TypeVar("T")
@@ -266,13 +268,16 @@ class Tracking:
                 [experiment_id],
                 filter_string=f"tags.`{BRANCH_TAG}` = '{quoted}' and attributes.status = 'FINISHED'",
                 order_by=["attributes.end_time DESC"],
-                max_results=20,
+                max_results=200,
             )
         except Exception as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
         for run in runs:
             if run.info.run_id == exclude_run_id or (wanted and not wanted & set(run.data.metrics)):
                 continue
+            tags = run.data.tags
+            if tags.get(SWEEP_TAG) and tags.get(SWEEP_BEST_TAG) != "true":
+                continue  # a sweep's member is the baseline only when it was the sweep's best
             return Baseline(
                 mlflow_run_id=run.info.run_id,
                 metrics=dict(run.data.metrics),

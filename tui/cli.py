@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from trainboard.tui.cli_parser import build_parser
 
 if TYPE_CHECKING:
+    from trainboard.backend.config import LoadedConfig
     from trainboard.backend.session import Session
     from trainboard.backend.store import RunRecord, RunStore
 
@@ -89,9 +90,39 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
+    if args.sweeps or loaded.config.sweep.params:
+        return _run_sweep(loaded, args)
     from trainboard.backend.session import Session
 
     return _show(Session(loaded), args.no_tui)
+
+
+def _run_sweep(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    """A sweep: every member's config validated before anything starts (exit 2 names the member)."""
+    from trainboard.backend.config import ConfigError
+    from trainboard.backend.exitcodes import ExitCode
+    from trainboard.backend.gitinfo import repo_root
+    from trainboard.backend.sweep import Sweep
+    from trainboard.backend.sweep_spec import plan
+
+    root = repo_root(loaded.path.resolve().parent)
+    try:
+        members, configs = plan(loaded, args.sweeps, root)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    sweep = Sweep(loaded, members, configs, root=root)
+    if args.no_tui:
+        import asyncio
+
+        from trainboard.tui.sweep_headless import run_sweep_headless
+
+        return int(asyncio.run(run_sweep_headless(sweep)))
+    from trainboard.tui.sweep_app import make_sweep_app
+
+    app = make_sweep_app(sweep)
+    app.run()
+    return int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
 
 
 def _attach(args: argparse.Namespace) -> int:
@@ -167,7 +198,7 @@ def _store() -> RunStore:
 def _runs(args: argparse.Namespace) -> int:
     from trainboard.tui.runs_list import runs_command
 
-    return runs_command(_store(), as_json=args.json, no_tui=args.no_tui)
+    return runs_command(_store(), as_json=args.json, no_tui=args.no_tui, expand=args.expand, sweep=args.sweep)
 
 
 def _compare(args: argparse.Namespace) -> int:

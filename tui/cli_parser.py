@@ -23,8 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub, epilog)
     _add_attach(sub, epilog)
     runs = sub.add_parser("runs", help="list the runs recorded under .trainboard/runs (a browser on a terminal)")
-    runs.add_argument("--json", action="store_true", help="print the records as JSON")
+    runs.add_argument("sweep", nargs="?", metavar="SWEEP",
+                      help="a sweep id or prefix: list that sweep, its members under it")
+    runs.add_argument("--json", action="store_true",
+                      help="print the run records as JSON (a sweep member's `sweep` key: the sweep's id, the "
+                      "member's index and values, the sweep's status, verdict and best index, is_best); with "
+                      "SWEEP, the sweep's record with its members' run records under `runs`")
     runs.add_argument("--no-tui", action="store_true", help="print the table even on a terminal")
+    runs.add_argument("--expand", action="store_true",
+                      help="list each sweep's members under its row (a sweep is one row otherwise)")
     comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
     comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
     _add_pr(sub)
@@ -40,6 +47,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     run.add_argument("--no-tui", action="store_true", help="plain Rich output instead of the dashboard (CI)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting, e.g. --set params.epochs=2 (repeatable)")
+    run.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY=VALUES",
+                     help="run a sweep: one member per value, e.g. --sweep params.lr=1e-4,5e-5 (repeatable: "
+                     "a grid); Hydra's grammar: a,b,c  range(1,4)  choice(a,b)  interval(0,1) (random mode); "
+                     "adds to the config's sweep.params")
 
 
 def _add_attach(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:

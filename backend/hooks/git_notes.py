@@ -17,6 +17,9 @@ from trainboard.backend.tracking import Baseline, flatten, in_thread
 
 
 class GitNotesHook(Hook):
+    def __init__(self, records: bool = True) -> None:
+        self.records = records  # False for a sweep's members: one member's result is not the baseline
+
     def baseline_source(self, ctx: RunContext) -> BaselineLookup | None:
         """Fetch the remote's git notes and look up this config's entry, in a thread (None: notes are off)."""
         git = ctx.state.git
@@ -32,6 +35,8 @@ class GitNotesHook(Hook):
         """A base-branch run's result, recorded in git notes and pushed, for later runs to compare with."""
         git, cfg, comparison = ctx.state.git, ctx.config, ctx.state.metrics.comparison
         assert git is not None and comparison is not None
+        if not self.records:
+            return ""
         if ctx.state.metrics.stale is not None:
             return ""  # the baseline later runs find must not be a result on stale metrics
         if not cfg.compare.git_notes or not base_branch_blocker(cfg, git.branch) or not git.commit:

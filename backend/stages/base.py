@@ -47,6 +47,9 @@ class RunContext:
     bus: EventBus = field(default_factory=EventBus)
     state: RunState = field(default_factory=RunState)
     hooks: list[Hook] = field(default_factory=list)
+    stop: Callable[[str], bool] | None = None  # Session.cancel: the run stopped from inside (the cost cap)
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow run tags (a sweep member's parent, values)
+    record_extra: dict[str, Any] = field(default_factory=dict)  # extra record keys at creation (its sweep)
 
     @property
     def config(self) -> RunConfig:

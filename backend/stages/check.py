@@ -10,6 +10,7 @@ from typing import Any
 
 from trainboard.backend import events as ev
 from trainboard.backend.baselines import find_baseline
+from trainboard.backend.budget import check_budget
 from trainboard.backend.config import ConfigError
 from trainboard.backend.events import Stage
 from trainboard.backend.exitcodes import RunStatus
@@ -44,6 +45,8 @@ class CheckStage:
         mlflow_import = prefetch()
         _check_repository(ctx)
         check_params(ctx.loaded, ctx.root)
+        if projection := check_budget(ctx.loaded):  # a projection over budget.max_cost_usd: exit 2
+            ctx.notice(projection)
         for hook in ctx.hooks:
             hook.check(ctx)
         uri = resolve_uri(cfg.mlflow.tracking_uri, ctx.root)
@@ -95,6 +98,7 @@ def _create_record(ctx: RunContext, uri: str) -> None:
         status=RunStatus.RUNNING,
         stages={},
         trainboard_pid=os.getpid(),
+        **ctx.record_extra,
     )
     ctx.emit(ev.RunStarted(run_id=ctx.run_id, branch=git.branch, commit=git.commit, dirty=git.dirty,
                            runner_kind=cfg.runner.kind, config_path=str(ctx.loaded.path), run_dir=str(ctx.run_dir)))
@@ -112,6 +116,7 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
         PARAMS_HASH_TAG: cfg.params_hash(),
         "trainboard.dirty": str(git.dirty).lower(),
         "trainboard.runner": cfg.runner.kind,
+        **ctx.tags,
     }
 
     async def from_mlflow() -> Any:
