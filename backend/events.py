@@ -209,6 +209,7 @@ class CostUpdated(Event):
     cost: float  # USD
     final: bool = False  # the runner is gone: this is what the run cost
     at: float = field(default_factory=_now)
+    cap: float | None = None  # budget.max_cost_usd, when the run has one
 
 
 @dataclass(frozen=True, slots=True)

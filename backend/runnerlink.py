@@ -10,6 +10,7 @@ import os
 import time
 
 from trainboard.backend import events as ev
+from trainboard.backend.budget import cap_reached, next_tick
 from trainboard.backend.metricfeed import mark_stale
 from trainboard.backend.mlflow_server import LocalTrackingServer, needs_forwarding
 from trainboard.backend.runners import Host, RunnerError
@@ -55,13 +56,17 @@ def cost(ctx: RunContext, final: bool = False) -> ev.CostUpdated | None:
     if state.hourly_price is None or state.ready_at is None:
         return None
     uptime = max(0.0, time.time() - state.ready_at)
-    return ev.CostUpdated(state.hourly_price, uptime, state.hourly_price * uptime / 3600, final)
+    return ev.CostUpdated(state.hourly_price, uptime, state.hourly_price * uptime / 3600, final,
+                          cap=ctx.config.budget.max_cost_usd)
 
 
 async def _tick_cost(ctx: RunContext) -> None:
+    """The cost every COST_INTERVAL (and the moment it reaches the cap, which stops the run)."""
     while (update := cost(ctx)) is not None:
         ctx.emit(update)
-        await asyncio.sleep(COST_INTERVAL)
+        if cap_reached(ctx, update):
+            return
+        await asyncio.sleep(next_tick(update, ctx.config.budget.max_cost_usd, COST_INTERVAL))
 
 
 def serve_tracking(ctx: RunContext, uri: str) -> bool:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
 
-from trainboard.backend import ci
+from trainboard.backend import budget, ci
 from trainboard.backend import events as ev
 from trainboard.backend.compare import Comparison
 from trainboard.backend.events import StageState
@@ -89,10 +90,12 @@ class HeadlessView:
 
     def __init__(
         self, out: TextIO | None = None, err: TextIO | None = None, follow: set[str] | None = None,
-        github_actions: bool = False,
+        github_actions: bool = False, stopped_by: Callable[[], str] | None = None,
     ) -> None:
         self.follow = follow  # metric keys to print; None prints every key the job logs
         self.github_actions = github_actions
+        self.stopped_by = stopped_by  # why the run was stopped from inside (the cost cap); "" when it was not
+        self._cost_quarter = 0  # the quarters of the cost cap said so far
         self._group_open = False
         self._report = ""
         self._progress = ProgressPrinter()
@@ -139,8 +142,8 @@ class HeadlessView:
                 self._comparison(comp)
             case ev.ReportWritten(path=path):
                 self._report = path  # said among the last lines
-            case ev.CostUpdated(cost=cost, uptime=uptime, hourly_price=price, final=True):
-                self._say(f"  runner cost ${cost:.2f} ({format_seconds(uptime)} at ${price:.3f}/h)", "dim")
+            case ev.CostUpdated():
+                self._cost(event)
             case ev.PullRequestOpened(number=number, url=url, comment_url=comment, created=created):
                 self._say(f"pull request #{number} {'opened' if created else 'updated'}: {url}", "bold")
                 if comment:
@@ -165,6 +168,17 @@ class HeadlessView:
         self._say(f"{_MARK.get(state, ' ')} {stage.value} {state.value}{took}{extra}", style)
         if self.github_actions and state is not StageState.RUNNING:
             self._end_group()
+
+    def _cost(self, event: ev.CostUpdated) -> None:
+        """The final cost; with a cap, the spend against it too as each quarter of it is crossed."""
+        cost, cap = event.cost, event.cap
+        spent = f"${cost:.2f}" if cap is None else budget.cap_text(cost, cap)
+        if event.final:
+            self._say(f"  runner cost {spent} ({format_seconds(event.uptime)} at ${event.hourly_price:.3f}/h)", "dim")
+        elif cap is not None and (quarter := min(4, int(4 * cost / cap))) > self._cost_quarter:
+            self._cost_quarter = quarter
+            self._say(f"  runner cost {spent} so far ({format_seconds(event.uptime)} at "
+                      f"${event.hourly_price:.3f}/h)", "yellow" if quarter >= 3 else "dim")
 
     def _baseline(self, event: ev.BaselineFound) -> None:
         branch, run_id, label = event.branch, event.mlflow_run_id, event.label
@@ -216,6 +230,8 @@ class HeadlessView:
             why = f"none yet: the job runs on (`trainboard attach {self._run_id}` comes back to it)"
         else:
             why = f"no comparison, {what_happened(status, self._job_code)}"
+            if reason := (self.stopped_by() if self.stopped_by else ""):
+                why += f" ({reason})"
         self._say(f"verdict: {why}", "bold")
 
     def _say(self, text: str, style: str = "") -> None:
@@ -247,7 +263,8 @@ class HeadlessView:
 
 
 async def run_headless(session: Session) -> ExitCode:
-    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions()))
+    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions(),
+                                   stopped_by=lambda: session.record.info.stopped_by if session.record else ""))
     loop = asyncio.get_running_loop()
 
     def stop(name: str) -> None:

@@ -57,6 +57,7 @@ def verdict_line(record: RunRecord) -> str:
     if status == RunStatus.DETACHED:
         return "verdict: none yet, the job runs on"
     why = what_happened(status, record.job_exit_code)
+    why += f" ({record.info.stopped_by})" if record.info.stopped_by else ""
     if status == RunStatus.ERROR and record.info.errors:
         first = record.info.errors[-1].message.splitlines()[:1]
         why += f": {first[0]}" if first else ""

@@ -3,7 +3,8 @@
 Every field comes from ``RunnerChanged`` events: their ``kind`` and ``address``,
 and the ``details`` the runner reports. Remote runners report ``instance_id``,
 ``instance_type``, ``region``, ``market`` ("spot" or "on-demand") and
-``hourly_price`` (USD an hour); the cost so far is that price times the uptime.
+``hourly_price`` (USD an hour); the cost so far is that price times the uptime,
+shown against ``budget.max_cost_usd`` when the run has a cap (its CostUpdated events say it).
 Other details (the local runner's python and cpus) follow them. Uptime counts
 from the first "ready" state and stops at "stopped".
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
+from trainboard.backend import budget
 from trainboard.backend import events as ev
 from trainboard.tui.widgets.marks import clock
 
@@ -48,12 +50,15 @@ def hourly_price(details: dict[str, str]) -> float | None:
         return None
 
 
-def cost_text(kind: str, details: dict[str, str], uptime: float | None) -> str:
-    """The cost so far: ``hourly_price`` times the uptime; nothing to pay on this machine."""
+def cost_text(kind: str, details: dict[str, str], uptime: float | None, cap: float | None = None) -> str:
+    """The cost so far: ``hourly_price`` times the uptime, against the cap when the run has one
+    (``$0.04 of $0.10 cap``); nothing to pay on this machine."""
     price = hourly_price(details)
     if price is None:
         return "$0.00 (local)" if kind == "local" else NONE
-    return f"${price * (uptime or 0.0) / 3600:.2f} (${price:g}/h)"
+    spent = price * (uptime or 0.0) / 3600
+    shown = f"${spent:.2f}" if cap is None else budget.cap_text(spent, cap)
+    return f"{shown} (${price:g}/h)"
 
 
 class RunnerPanel(Static):
@@ -74,6 +79,7 @@ class RunnerPanel(Static):
         self.details: dict[str, str] = {}
         self.ready_at: float | None = None  # the first "ready": uptime counts from here
         self.stopped_at: float | None = None
+        self.cap: float | None = None  # budget.max_cost_usd, told by the run's cost figures
         self._shown: tuple[object, ...] | None = None
 
     def apply(self, event: ev.Event) -> None:
@@ -88,6 +94,8 @@ class RunnerPanel(Static):
                     self.ready_at = at
                 if state == "stopped" and self.ready_at is not None and self.stopped_at is None:
                     self.stopped_at = at
+            case ev.CostUpdated(cap=cap):
+                self.cap = cap
 
     def uptime(self, now: float) -> float | None:
         if self.ready_at is None:
@@ -102,7 +110,7 @@ class RunnerPanel(Static):
         rows += [
             ("address", Content(self.address or NONE)),
             ("uptime", Content(NONE if uptime is None else clock(uptime))),
-            ("cost", Content(cost_text(self.kind, self.details, uptime))),
+            ("cost", Content(cost_text(self.kind, self.details, uptime, self.cap))),
             ("kind", Content(self.kind)),
         ]
         rows += [(name, Content(value)) for name, value in self.details.items() if name not in KNOWN_KEYS]
@@ -111,7 +119,8 @@ class RunnerPanel(Static):
     def refresh_view(self, now: float) -> None:
         uptime = self.uptime(now)
         size = self.content_size
-        key = (self.state, self.kind, self.address, tuple(self.details.items()), uptime and int(uptime), size)
+        key = (self.state, self.kind, self.address, tuple(self.details.items()), uptime and int(uptime), size,
+               self.cap)
         if key == self._shown:
             return
         self._shown = key
