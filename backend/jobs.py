@@ -1,11 +1,12 @@
 """Jobs on the runner: their spec, starting one (recorded for teardown and attach), and
 following its log into LogLines events until it exits (the training job's progress lines
-also into JobProgress events, see ``trainboard.backend.progress``)."""
+also into JobProgress events, see ``trainboard.backend.progress``, and its metric lines into
+MetricPoints logged to MLflow, see ``trainboard.backend.metriclines``)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import JobFailed
@@ -14,6 +15,9 @@ from trainboard.backend.progress import ProgressTracker
 from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
 from trainboard.backend.stages.base import RunContext
 from trainboard.backend.tracking import job_http_env
+
+if TYPE_CHECKING:
+    from trainboard.backend.metriclines import MetricLines
 
 TAIL_IDLE = 0.05  # seconds between reads of a log that has nothing new
 
@@ -39,24 +43,27 @@ async def run_job(ctx: RunContext, spec: JobSpec) -> int:
     return await follow(ctx, await start_job(ctx, spec), spec.name)
 
 
-async def follow(ctx: RunContext, handle: JobHandle, source: str, progress: ProgressTracker | None = None) -> int:
+async def follow(ctx: RunContext, handle: JobHandle, source: str, progress: ProgressTracker | None = None,
+                 metrics: MetricLines | None = None) -> int:
     """Stream a job's log into LogLines events until it exits; its exit code.
 
     The lines, masked, also go to ``<run_dir>/<source>.log``: the log kept here
     (rewritten from the start, as the runner's log is read from its start).
     With a ``progress`` tracker (the training job's), its progress lines become
-    JobProgress events, each after its LogLines.
+    JobProgress events, each after its LogLines; with ``metrics`` (the training job's),
+    its metric lines become MetricPoints (and go to MLflow).
     """
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with open(ctx.run_dir / f"{source}.log", "w", encoding="utf-8", errors="replace") as kept:
-        return await _follow_into(ctx, handle, _Out(source, kept, progress))
+        return await _follow_into(ctx, handle, _Out(source, kept, progress, metrics))
 
 
 class _Out:
-    """Where a followed job's lines go: the kept log, LogLines events, progress events."""
+    """Where a followed job's lines go: the kept log, LogLines events, progress and metric events."""
 
-    def __init__(self, source: str, kept: IO[str], progress: ProgressTracker | None) -> None:
-        self.source, self.kept, self.progress = source, kept, progress
+    def __init__(self, source: str, kept: IO[str], progress: ProgressTracker | None,
+                 metrics: MetricLines | None = None) -> None:
+        self.source, self.kept, self.progress, self.metrics = source, kept, progress, metrics
 
     def send(self, ctx: RunContext, lines: list[str], offset: int) -> None:
         """Masked lines: into the kept log and out as one LogLines event (and a JobProgress
@@ -67,6 +74,8 @@ class _Out:
         ctx.emit(ev.LogLines(self.source, tuple(masked), offset))
         if self.progress is not None and (found := self.progress.feed(text)) is not None:
             ctx.emit(found)
+        if self.metrics is not None:
+            self.metrics.feed(text)
 
 
 async def _follow_into(ctx: RunContext, handle: JobHandle, out: _Out) -> int:

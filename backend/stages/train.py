@@ -1,5 +1,5 @@
 """Train: start the job (or, on attach, follow the one an earlier session started), follow its
-log (and its progress lines) and poll its metrics until it exits.
+log (and its progress and metric lines) and poll its metrics until it exits.
 
 A run cancelled while the job trains ends this stage as cancelled (skipped, "cancelled"),
 not failed: also when the job, stopped by the same signal, exits first."""
@@ -16,6 +16,7 @@ from trainboard.backend.events import Stage, StageState
 from trainboard.backend.exitcodes import JobFailed
 from trainboard.backend.jobs import follow, job_spec, start_job
 from trainboard.backend.metricfeed import poll_metrics
+from trainboard.backend.metriclines import MetricLines
 from trainboard.backend.progress import ProgressTracker, final_text
 from trainboard.backend.runnerlink import job_tracking_env
 from trainboard.backend.runners import JobHandle
@@ -74,8 +75,10 @@ async def _start(ctx: RunContext) -> JobHandle:
 
 
 async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) -> int:
-    """Follow the job's log and poll its metrics until it exits; its exit code, recorded."""
+    """Follow the job's log and poll its metrics until it exits; its exit code, recorded.
+    The metric values it printed are all in MLflow (or said not to be) before this returns."""
     cfg = ctx.config
+    lines = MetricLines(ctx)
     poller = asyncio.create_task(poll_metrics(ctx))
     threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
     try:
@@ -83,7 +86,7 @@ async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) 
         if cfg.job.timeout_minutes:
             timeout = max(0.0, cfg.job.timeout_minutes * 60 - (time.time() - handle.started_at))
         try:
-            code = await asyncio.wait_for(follow(ctx, handle, "job", progress), timeout)
+            code = await asyncio.wait_for(follow(ctx, handle, "job", progress, lines), timeout)
         except TimeoutError:
             await ctx.runner.stop(handle)
             limit = f"job.timeout_minutes ({cfg.job.timeout_minutes:g})"
@@ -92,6 +95,7 @@ async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) 
         poller.cancel()
         with contextlib.suppress(BaseException):
             await poller
+    await lines.flush()
     job = ctx.state.job
     job.exit_code = code
     job.seconds = time.time() - handle.started_at
