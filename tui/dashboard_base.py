@@ -1,9 +1,11 @@
-"""What the dashboard's parts share: the session, the run's outcome, and how the app stops and exits.
+"""What the dashboard's parts share: the session, its screen, the run's outcome, and how the app stops and exits.
 
 :class:`DashboardBase` is the base of :class:`trainboard.tui.app.TrainboardApp`
 and of its key handlers (``pull_request_keys``, ``quit_keys``,
-``interruptions``): it holds the state they all read and the two moves they
-all make, asking the session to stop and exiting with the run's ExitCode.
+``interruptions``, ``log_keys``): it holds the state they all read (the
+session, and ``main``, the :class:`~trainboard.tui.run_screen.RunScreen` that
+shows it) and the two moves they all make, asking the session to stop and
+exiting with the run's ExitCode.
 """
 
 from __future__ import annotations
@@ -17,23 +19,33 @@ from textual.widgets import Button
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
 from trainboard.tui.compat_textual import UnhandledErrorHook, revive_writer_thread
-from trainboard.tui.widgets import StatusLine
+from trainboard.tui.run_screen import RunScreen
+from trainboard.tui.widgets import LogPane, StatusLine
 
 
 class DashboardBase(UnhandledErrorHook, App[int]):
-    # Set by TrainboardApp.__init__ once its widgets exist.
-    _status: StatusLine
-    _pr_button: Button
-
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
+        self.main = RunScreen(session, owned=True)  # the app's first screen (see get_default_screen)
         self.outcome: ExitCode | None = None  # set when session.run() has returned
         self.exited_with: int | None = None  # the return code this app asked for; another one is a crash
         self._exit_when_done = False
         self._stop_requested = ""
         self._signals: list[signal.Signals] = []
         self._quiet_input: int | None = None  # see Interruptions._leave_terminal
+
+    @property
+    def _status(self) -> StatusLine:
+        return self.main.status
+
+    @property
+    def _pr_button(self) -> Button:
+        return self.main.pr_button
+
+    @property
+    def _log_pane(self) -> LogPane:
+        return self.main.log_pane
 
     @property
     def running(self) -> bool:

@@ -17,7 +17,6 @@ from typing import ClassVar
 from textual.binding import Binding, BindingType
 
 from trainboard.tui.dashboard_base import DashboardBase
-from trainboard.tui.widgets import LogPane
 from trainboard.tui.widgets.log_nav import LogNavigator
 
 
@@ -31,7 +30,6 @@ def delegated_bindings() -> list[Binding]:
 
 class LogKeys(DashboardBase):
     BINDINGS: ClassVar[list[BindingType]] = [*delegated_bindings()]
-    _log_pane: LogPane  # set by TrainboardApp.__init__
 
     def action_log(self, action: str) -> None:
         """Run the pane's ``action_<action>`` (only on the main screen: see ``log_key_state``)."""

@@ -1,0 +1,163 @@
+"""The sweep dashboard (``make_sweep_app``), driven by the pilot over a real sweep of the tiny job.
+
+Each test runs real members (local runner, MLflow's SQLite store) and checks what the
+screen shows and what the sweep recorded: a member opened with enter (its run dashboard,
+its log) and left with escape runs on; ``s`` stops one member, ``c`` cancels the rest;
+``/`` filters the rows and ``o`` sorts them; ``q`` while it runs cancels and tears down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from tests.pilot_support import wait_until
+from trainboard.backend.config import load_config
+from trainboard.backend.exitcodes import ExitCode
+from trainboard.backend.store import RunStore
+from trainboard.backend.sweep import Sweep
+from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, SweepStore
+from trainboard.backend.sweep_spec import plan
+from trainboard.tui.screens.sweep import SweepScreen
+from trainboard.tui.screens.sweep_member import MemberScreen
+from trainboard.tui.sweep_app import SweepApp, make_sweep_app
+from trainboard.tui.widgets import ConfirmScreen, LogPane, StageList
+
+SIZE = (120, 40)
+
+
+def make_sweep(repo: Path, *sweeps: str, overrides: tuple[str, ...] = ()) -> Sweep:
+    loaded = load_config(repo / "tb.yaml", list(overrides))
+    members, configs = plan(loaded, list(sweeps), repo)
+    return Sweep(loaded, members, configs, root=repo)
+
+
+def rows(app: SweepApp) -> list[list[str]]:
+    """The table's rows as the screen shows them (plain text)."""
+    table = app.main.query_one(DataTable)
+    return [[str(cell).strip() for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def header(app: SweepApp) -> str:
+    return str(app.main.query_one("#sweep-header").render())
+
+
+async def select(pilot: Pilot, app: SweepApp, index: int) -> None:
+    table = app.main.query_one(DataTable)
+    table.move_cursor(row=app.main.shown.index(index))
+    await pilot.pause()
+    assert app.main.selected == index
+
+
+async def wait_for_status(pilot: Pilot, sweep: Sweep, index: int, *statuses: str, timeout: float = 60) -> None:
+    await wait_until(pilot, lambda: sweep.members[index].info.status in statuses,
+                     f"member {index} {' or '.join(statuses)}", timeout=timeout)
+
+
+async def test_enter_opens_a_running_member_and_escape_comes_back_leaving_it_running(repo: Path) -> None:
+    sweep = make_sweep(repo, "params.base_f1=0.5,0.7", overrides=("params.sleep=1.5", "params.epochs=3"))
+    app = make_sweep_app(sweep)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, SweepScreen)
+        await wait_until(pilot, lambda: sweep.members[0].history, "member 0's first objective value", timeout=60)
+        shown = header(app)
+        assert f"sweep {sweep.sweep_id}" in shown and "2 members" in shown and "$0.00 (no cap)" in shown, shown
+        await pilot.pause(0.3)
+        table = rows(app)
+        assert [row[1] for row in table] == ["0.5", "0.7"], table  # the varied value, one column per setting
+        assert "running" in table[0][2], table
+
+        await select(pilot, app, 0)
+        await pilot.press("enter")
+        assert isinstance(app.screen, MemberScreen) and app.screen.session is sweep.members[0].session
+        pane = app.screen.query_one(LogPane)
+        # The log pane starts with what the member logged before it opened (its log files).
+        await wait_until(pilot, lambda: any(line.startswith("epoch 1") for line in pane.lines), "epoch 1 in the pane")
+        stages = app.screen.query_one(StageList)
+        await wait_until(pilot, lambda: "train" in str(stages.render()), "the replayed stages")
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, SweepScreen)
+        assert sweep.members[0].info.status == RUNNING  # leaving the member's dashboard leaves it running
+        assert not sweep.stop_reason
+
+        await wait_until(pilot, lambda: app.outcome is not None, "the sweep to finish", timeout=120)
+        await pilot.pause(0.3)
+        assert [m.info.status for m in sweep.members] == ["succeeded", "succeeded"]
+        assert "★ 1" in rows(app)[1][0]  # the best (0.7 + 0.3) is marked
+        await pilot.press("q")
+    assert app.return_code == app.exited_with == sweep.data.exit_code
+    saved = SweepStore(repo / ".trainboard").load(sweep.sweep_id)
+    assert saved.best == 1
+
+
+async def test_s_stops_one_member_and_c_cancels_the_rest(repo: Path) -> None:
+    sweep = make_sweep(repo, "params.base_f1=0.5,0.6,0.7",
+                       overrides=("params.sleep=2", "params.epochs=10", "sweep.max_parallel=1"))
+    app = make_sweep_app(sweep)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: sweep.members[0].history, "member 0 training", timeout=60)
+        await select(pilot, app, 0)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.question == "Stop member 0?"
+        await pilot.press("y")
+        await wait_for_status(pilot, sweep, 0, "cancelled")
+        assert sweep.members[1].info.status in (QUEUED, RUNNING)  # the others go on
+
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.question == "Cancel the sweep?"
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.outcome is not None, "the sweep to stop", timeout=120)
+        assert app.outcome == ExitCode.INTERRUPTED
+        statuses = [m.info.status for m in sweep.members]
+        assert statuses[0] == "cancelled" and statuses[2] == SKIPPED, statuses
+        await pilot.pause(0.3)
+        assert "cancelled" in rows(app)[0][2] and SKIPPED in rows(app)[2][2]
+        await pilot.press("q")
+    assert app.return_code == ExitCode.INTERRUPTED
+    assert RunStore(repo / ".trainboard").load(sweep.members[0].info.run_id).status == "cancelled"
+    saved = SweepStore(repo / ".trainboard").load(sweep.sweep_id)
+    assert saved.members[0].reason == "stopped from the dashboard"
+    assert saved.members[2].reason == "cancelled from the dashboard"
+
+
+async def test_slash_filters_the_rows_and_o_sorts_them(repo: Path) -> None:
+    sweep = make_sweep(repo, "params.base_f1=0.5,0.7,0.6")
+    app = make_sweep_app(sweep)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.outcome is not None, "the sweep to finish", timeout=180)
+        await pilot.pause(0.3)
+        assert [r[1] for r in rows(app)] == ["0.5", "0.7", "0.6"]
+
+        await pilot.press("slash", *"0.7")
+        assert [r[1] for r in rows(app)] == ["0.7"]  # as you type
+        await pilot.press("enter")
+        assert app.main.filter == "0.7" and isinstance(app.screen, SweepScreen)
+        await pilot.press("slash", "escape")  # escape keeps the filter there was
+        assert [r[1] for r in rows(app)] == ["0.7"]
+        await pilot.press("slash", *["backspace"] * 3, "enter")
+        assert len(rows(app)) == 3
+
+        await pilot.press("o")  # objective, best first
+        assert app.main.sort == "objective"
+        assert [r[1] for r in rows(app)] == ["0.7", "0.6", "0.5"]
+        await pilot.press("o", "o")  # status, then back to index
+        assert [r[1] for r in rows(app)] == ["0.5", "0.7", "0.6"]
+        await pilot.press("q")
+    assert app.return_code == sweep.data.exit_code
+
+
+async def test_q_while_the_sweep_runs_cancels_it_and_waits_for_teardown(repo: Path) -> None:
+    sweep = make_sweep(repo, "params.base_f1=0.5,0.7", overrides=("params.sleep=2", "params.epochs=10"))
+    app = make_sweep_app(sweep)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: all(m.history for m in sweep.members), "both members training", timeout=60)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.purpose == "quit"
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.return_code is not None, "the app to exit", timeout=120)
+    assert app.return_code == app.exited_with == ExitCode.INTERRUPTED
+    assert [m.info.status for m in sweep.members] == ["cancelled", "cancelled"]
+    assert SweepStore(repo / ".trainboard").load(sweep.sweep_id).exit_code == ExitCode.INTERRUPTED
