@@ -202,6 +202,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from trainboard.tui.sweep_compare import compare_sweep, names_sweep
+
+    if names_sweep(_store(), args.run):
+        return compare_sweep(_store(), args.run)
     from trainboard.backend.exitcodes import ExitCode
     from trainboard.backend.recompare import NothingToCompare, RecompareError, pick, recompare
     from trainboard.tui.render import comparison_table, verdict_text

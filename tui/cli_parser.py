@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--no-tui", action="store_true", help="print the table even on a terminal")
     runs.add_argument("--expand", action="store_true",
                       help="list each sweep's members under its row (a sweep is one row otherwise)")
-    comp = sub.add_parser("compare", help="compare a run with its baseline; exit 1 when a gate fails")
-    comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run)")
+    comp = sub.add_parser("compare", help="compare a run (or a sweep's best member) with its baseline; exit 1 "
+                          "when a gate fails")
+    comp.add_argument("run", nargs="?", help="run id or prefix (default: the latest run); or a sweep id or prefix "
+                      "(sweep-...): its member table, the best member compared, the verdict naming it")
     _add_pr(sub)
     _add_init(sub)
     _add_reap(sub)

@@ -174,7 +174,7 @@ def _sweep_row(found: sweep_rows.SweepGroup, sizes: dict[str, int] | None, now: 
     return [
         data.sweep_id,
         data.name,
-        Text(data.status, style=_status_style(data.status)),
+        Text(data.status, style=status_style(data.status)),
         data.branch,
         data.commit[:7],
         sweep_rows.members_text(data),
@@ -185,7 +185,7 @@ def _sweep_row(found: sweep_rows.SweepGroup, sizes: dict[str, int] | None, now: 
     ]
 
 
-def _status_style(status: str) -> str:
+def status_style(status: str) -> str:
     known = next((s for s in RunStatus if s == status), None)
     return STATUS_STYLES.get(known, "") if known else "dim"  # queued, skipped
 

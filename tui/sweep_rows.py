@@ -106,15 +106,14 @@ def members_text(data: SweepData) -> str:
 
 
 def best_member(data: SweepData) -> tuple[MemberInfo | None, bool]:
-    """The sweep's best member and whether the sweep picked it; while it runs (no pick yet),
-    the best so far: the best objective among the members that have one (ties: lower index)."""
-    if data.best is not None and 0 <= data.best < len(data.members):
-        return data.members[data.best], True
-    scored = [m for m in data.members if m.objective is not None and m.status != SKIPPED]
-    if not scored:
-        return None, False
-    sign = -1.0 if data.goal == "min" else 1.0
-    return max(scored, key=lambda m: (sign * (m.objective or 0.0), -m.index)), False
+    """The sweep's best member and whether the sweep picked it; while it runs (no pick yet), the
+    best so far by the sweep's rule (trainboard.backend.sweep_verdict) among the members done."""
+    from trainboard.backend.sweep_verdict import best_member as pick
+
+    picked = data.best is not None
+    index = data.best if picked else pick(data.members, data.goal)
+    member = next((m for m in data.members if m.index == index), None)
+    return member, picked and member is not None
 
 
 @dataclass(frozen=True)
@@ -189,9 +188,9 @@ def verdict_text(data: SweepData) -> tuple[str, Tone]:
     best = best_label(data)
     if data.status == RUNNING:
         return best or "running: no member has a result yet", "live"
-    said = data.verdict or data.reason or "—"
+    said = " · ".join(filter(None, [data.verdict or best, f"stopped: {data.reason}" if data.reason else ""]))
     tone: Tone = "good" if data.exit_code == 0 else ("muted" if data.exit_code is None else "bad")
-    return " · ".join(filter(None, [best, said])), tone
+    return said or "—", tone
 
 
 def member_tone(status: str) -> Tone:

@@ -118,6 +118,9 @@ class RunDetailScreen(Screen[None]):
                 f"cost {run_files.cost_text(record)}",
             ),
         ]
+        if (link := record.info.sweep) is not None:  # a sweep's member: its sweep and values
+            values = " ".join(f"{key}={value}" for key, value in link.values.items())
+            lines.append(Content.assemble((f"sweep {link.id}", "$accent"), sep, f"member #{link.index}", sep, values))
         if run_files.watched_here(record):
             lines.append(Content.styled("● running in this dashboard", "bold $warning"))
         elif run_files.is_live(record):
