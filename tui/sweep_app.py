@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
@@ -29,7 +30,7 @@ from trainboard.tui.widgets import ConfirmScreen
 
 
 class SweepApp(UnhandledErrorHook, App[int]):
-    CSS_PATH = "app.tcss"  # the members' run dashboards
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # the members' run dashboards (absolute: for subclasses too)
     TITLE = "trainboard"
     HELP_TITLE = "Sweep"
     BINDINGS = [

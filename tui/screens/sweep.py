@@ -36,6 +36,12 @@ from trainboard.tui.widgets.sweep_table import (
 TICK_SECONDS = 1 / 8
 
 
+class MembersTable(DataTable[object]):
+    """The members, one row each; enter (the table's own key) opens the selected one."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open member")]
+
+
 class SweepScreen(Screen[None]):
     """Every member of ``sweep`` at a glance."""
 
@@ -68,7 +74,6 @@ class SweepScreen(Screen[None]):
     }
     """
     BINDINGS = [
-        Binding("enter", "open_member", "Open member"),
         Binding("s", "stop_member", "Stop member"),
         Binding("c", "cancel_sweep", "Cancel sweep"),
         Binding("slash", "filter", "Filter"),
@@ -84,7 +89,7 @@ class SweepScreen(Screen[None]):
         self.shown: list[int] = []  # the member indexes in the table, in order
         self._seen: dict[int, int] = {}  # member index -> the version its row shows
         self._header = Static(id="sweep-header", markup=False)
-        self._table: DataTable[object] = DataTable(id="members", cursor_type="row", zebra_stripes=True)
+        self._table = MembersTable(id="members", cursor_type="row", zebra_stripes=True)
         self._status = Static("", id="sweep-status", markup=False)
         self._said = ("", "")
         self._inbox: list[ev.Event] = []

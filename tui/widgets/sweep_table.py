@@ -61,12 +61,13 @@ def money(usd: float) -> str:
 
 
 def header_text(data: SweepData) -> str:
-    """``sweep 2611-ab12 · main · 8 members · 2 running · 5 queued · 1 done · $0.12 of $5.00 cap``."""
+    """``sweep 2611-ab12 · main · $0.12 of $5.00 cap · 8 members: 2 running, 5 queued, 1 done``
+    (the cost first: a narrow terminal cuts the end)."""
     running, queued, done = counts(data)
     spent = money(data.cost)
     cap = f"{spent} of {money(data.max_cost_usd)} cap" if data.max_cost_usd else f"{spent} (no cap)"
-    parts = [f"sweep {data.sweep_id}", data.branch or "…", f"{len(data.members)} members",
-             f"{running} running", f"{queued} queued", f"{done} done", cap]
+    parts = [f"sweep {data.sweep_id}", data.branch or "…", cap,
+             f"{len(data.members)} members: {running} running, {queued} queued, {done} done"]
     if data.status != RUNNING:
         parts.append(data.status)
     return " · ".join(parts)
