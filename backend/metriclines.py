@@ -76,7 +76,7 @@ def read_points(text: str, at: float | None = None) -> list[ev.MetricPoint]:
     if PREFIX not in text:
         return []
     stamp = int((time.time() if at is None else at) * 1000)
-    points = []
+    points: list[ev.MetricPoint] = []
     for line in text.split("\n"):
         parsed = parse_metric_line(line) if line.startswith(PREFIX) else None
         if parsed is not None:
@@ -108,7 +108,7 @@ class MetricLines:
         self.ctx = ctx
         self.pending: list[ev.MetricPoint] = []
         self.logged = 0
-        self._sending: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[bool] | None = None
 
     def feed(self, text: str) -> list[ev.MetricPoint]:
         """The new points a batch of log lines reports: shown, kept and queued for MLflow."""

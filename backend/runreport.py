@@ -1,5 +1,8 @@
 """The run's Markdown report (``report.md`` in its run folder), written at the report stage,
-or by teardown for a run that ended without a verdict."""
+or by teardown for a run that ended without a verdict.
+
+A sweep's member leaves its plot out (matplotlib takes more CPU than the rest of a tiny
+member): the sweep draws its best member's at its end (:func:`draw_deferred_plot`)."""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from pathlib import Path
 
 from trainboard.backend.stages.base import RunContext
 
+_DEFERRED: dict[str, str] = {}  # run id: the status its report was written with, the plot left out
 
-async def write_report(ctx: RunContext, status: str) -> Path:
+
+async def write_report(ctx: RunContext, status: str, draw: bool | None = None) -> Path:
+    """Write the report; ``draw``: with the metrics plot (default: unless the run is a sweep's member)."""
     from trainboard.backend import report as rp
     from trainboard.backend.baselines import baseline_history
     from trainboard.backend.evaluations import evaluation_table
@@ -18,9 +24,14 @@ async def write_report(ctx: RunContext, status: str) -> Path:
     assert state.record is not None and state.git is not None
     history = state.metrics.points  # complete for the followed metrics after the final read
     baseline = state.metrics.baseline
-    base_history = await baseline_history(ctx)  # read once: its curve on the plot
+    base_history = None
+    if draw is None:
+        draw = "sweep" not in ctx.record_extra
+    if not draw:
+        _DEFERRED[ctx.run_id] = status
     plot = None
-    if history:
+    if history and draw:
+        base_history = await baseline_history(ctx)  # read once: its curve on the plot
         from trainboard.backend.plots import BaselineSeries, metrics_plot
 
         series = None
@@ -55,3 +66,16 @@ async def write_report(ctx: RunContext, status: str) -> Path:
     path.write_text(ctx.redact(rp.render(data)))  # its params table too
     state.record.update(report=str(path))
     return path
+
+
+async def draw_deferred_plot(ctx: RunContext) -> bool:
+    """A report written without its plot (a sweep's member): written again with it. Whether it
+    was; never raises (the report without a plot stands)."""
+    status = _DEFERRED.pop(ctx.run_id, None)
+    if status is None:
+        return False
+    try:
+        await write_report(ctx, status, draw=True)
+    except Exception:  # noqa: BLE001 - the report as written stays
+        return False
+    return True

@@ -22,9 +22,17 @@ from trainboard.backend.runnerlink import job_tracking_env
 from trainboard.backend.runners import JobHandle
 from trainboard.backend.stages.base import RunContext
 
+_matplotlib_import: list[threading.Thread] = []  # started once a process (a sweep runs many members)
+
+
+def _prefetch_matplotlib() -> None:
+    """The report's plot needs matplotlib (~0.5 s): imported while the job trains, once."""
+    if not _matplotlib_import:
+        _matplotlib_import.append(threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True))
+        _matplotlib_import[0].start()
+
 
 def _import_matplotlib() -> None:
-    """The report's plot needs matplotlib (~0.5 s): import it while the job trains."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +88,7 @@ async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) 
     cfg = ctx.config
     lines = MetricLines(ctx)
     poller = asyncio.create_task(poll_metrics(ctx))
-    threading.Thread(target=_import_matplotlib, name="matplotlib-import", daemon=True).start()
+    _prefetch_matplotlib()
     try:
         timeout = None  # counted from the job's start: an attach gets what is left
         if cfg.job.timeout_minutes:
