@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 LOG_SPAN = 20.0  # positive numeric values spanning this factor or more get a log axis
 PANEL_COLUMNS = 3
+TICKS_AT_VALUES = 8  # up to this many distinct values, a tick at each
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,7 @@ def _panel(ax: Axes, points: Sequence[SweepPoint], param: str, best: int | None)
     numbers = numeric_values(texts)
     if numbers is not None:
         xs = numbers
-        if uses_log_axis(numbers):
-            ax.set_xscale("log")
-        ax.margins(x=0.12)
+        _numeric_axis(ax, numbers, texts)
     else:
         order = list(dict.fromkeys(texts))
         xs = [float(order.index(t)) for t in texts]
@@ -111,6 +110,21 @@ def _panel(ax: Axes, points: Sequence[SweepPoint], param: str, best: int | None)
         if point.index == best:
             ax.scatter([x], [point.objective], marker="*", s=260, facecolor="gold", edgecolor="black",
                        label="best", zorder=3)
+
+
+def _numeric_axis(ax: Axes, numbers: Sequence[float], texts: Sequence[str]) -> None:
+    """Logarithmic for a wide positive span; a tick at each value (labelled as it was set)
+    when there are few, else matplotlib's own ticks in scientific notation where needed."""
+    if uses_log_axis(numbers):
+        ax.set_xscale("log")
+    ax.margins(x=0.12)
+    distinct = sorted(set(numbers))
+    if len(distinct) <= TICKS_AT_VALUES:
+        labels = [texts[numbers.index(value)] for value in distinct]
+        ax.minorticks_off()
+        ax.set_xticks(distinct, labels, rotation=30 if max(len(t) for t in labels) > 6 else 0)
+    elif ax.get_xscale() == "linear":
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useOffset=False)
 
 
 def objective_plot(points: Sequence[SweepPoint], params: Sequence[str], objective: str, goal: str,

@@ -112,37 +112,33 @@ def test_a_sweep_without_a_result_has_no_best_member_and_no_plot(repo: Path) -> 
     assert summary.startswith("**trainboard sweep: job-failed** (exit 4, JOB_FAILED)")
 
 
-def test_the_step_summary_is_appended_only_in_github_actions(repo: Path, tmp_path: Path) -> None:
+def test_the_best_members_report_is_read_from_its_run_folder(repo: Path, tmp_path: Path) -> None:
+    """Its images are copied under best/ again on each write (a new best replaces the old);
+    the step summary is appended only where GitHub Actions names a file for it."""
     proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "params.base_f1=0.5,0.7"], cwd=repo)
     assert proc.returncode in (ExitCode.OK, ExitCode.GATE_FAILED), proc.stdout[-3000:] + proc.stderr
     data = the_sweep(repo)
     assert append_sweep_step_summary(data, repo, env={}) is False
-    path = tmp_path / "summary.md"
-    path.write_text("earlier step\n")
-    assert append_sweep_step_summary(data, repo, env={"GITHUB_STEP_SUMMARY": str(path)}) is True
-    text = path.read_text()
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    assert append_sweep_step_summary(data, repo, env={"GITHUB_STEP_SUMMARY": str(summary)}) is True
+    text = summary.read_text()
     assert text.startswith("earlier step\n**trainboard sweep: ")
     assert text.count("| # | `params.base_f1` | Status |") == 1
-
-
-def test_the_best_members_report_is_read_from_its_run_folder(repo: Path) -> None:
-    """Its images are copied under best/ again on each write (a new best replaces the old)."""
-    proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "params.base_f1=0.5,0.7"], cwd=repo)
-    assert proc.returncode in (ExitCode.OK, ExitCode.GATE_FAILED), proc.stdout[-3000:] + proc.stderr
-    data = the_sweep(repo)
     folder = repo / ".trainboard" / "sweeps" / data.sweep_id
     (folder / "best" / "stale.png").write_bytes(PNG)
     other = next(m for m in data.members if m.index != data.best)
     data.best = other.index
     record = RunStore(repo / ".trainboard").load(other.run_id)
+    (record.path / "curve.png").write_bytes(PNG + b"the other member's curve")
     (record.path / "report.md").write_text("# trainboard report: tiny\n\n**a marker line**\n\n## Training curves\n\n"
-                                           "![metrics per step](metrics.png)\n![gone](gone.png)\n")
+                                           "![its curve](curve.png)\n![gone](gone.png)\n")
     report = write_sweep_report(data, repo).read_text()
     assert "**a marker line**\n\n### Training curves" in report
-    assert "![metrics per step](best/metrics.png)" in report
+    assert "![its curve](best/curve.png)" in report
     assert "*(gone: `gone.png` was not found in the run's folder)*" in report
-    assert sorted(p.name for p in (folder / "best").iterdir()) == ["metrics.png"]
-    assert (folder / "best" / "metrics.png").read_bytes() == (record.path / "metrics.png").read_bytes()
+    assert sorted(p.name for p in (folder / "best").iterdir()) == ["curve.png"]
+    assert (folder / "best" / "curve.png").read_bytes() == PNG + b"the other member's curve"
 
 
 def test_headings_move_down_a_level_outside_code_fences() -> None:
@@ -164,6 +160,9 @@ def test_the_plot_has_a_panel_a_setting_numeric_log_or_categorical() -> None:
     assert [a.get_title() for a in (lr, optimizer, epochs)] == ["params.lr", "params.optimizer", "params.epochs"]
     assert lr.get_xscale() == "log" and epochs.get_xscale() == "linear"  # 1..3 spans less than 20×
     assert [t.get_text() for t in optimizer.get_xticklabels()] == ["adam", "sgd"]
+    # Few values: a tick at each, labelled as it was set.
+    assert [t.get_text() for t in lr.get_xticklabels()] == ["2e-6", "5e-5", "1e-4"]
+    assert list(epochs.get_xticks()) == [1.0, 2.0, 3.0]
     # The best member is the gold star in each panel, at its own value.
     stars = [c for c in lr.collections if c.get_label() == "best"]
     assert len(stars) == 1 and tuple(stars[0].get_offsets()[0]) == (5e-5, 0.8)
