@@ -10,7 +10,6 @@ exiting with the run's ExitCode.
 
 from __future__ import annotations
 
-import os
 import signal
 
 from textual.app import App
@@ -18,7 +17,7 @@ from textual.widgets import Button
 
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.session import Session
-from trainboard.tui.compat_textual import UnhandledErrorHook, revive_writer_thread
+from trainboard.tui.compat_textual import UnhandledErrorHook
 from trainboard.tui.run_screen import RunScreen
 from trainboard.tui.widgets import LogPane, StatusLine
 
@@ -54,10 +53,10 @@ class DashboardBase(UnhandledErrorHook, App[int]):
     def _exit_with_outcome(self) -> None:
         """Exit with the session's ExitCode as the app's return code."""
         if self._quiet_input is not None:
-            # After a hang-up: EOF on the quiet input lets Textual's input thread end.
-            os.close(self._quiet_input)
+            from trainboard.tui.interruptions import release_terminal
+
+            release_terminal(self, self._quiet_input)
             self._quiet_input = None
-            revive_writer_thread(self)
         self.exited_with = int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED)
         self.exit(return_code=self.exited_with)
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Any
+
+from textual.app import App
 
 from trainboard.tui.compat_textual import revive_writer_thread
 from trainboard.tui.dashboard_base import DashboardBase
@@ -55,20 +58,31 @@ class Interruptions(DashboardBase):
         self._stop(f"interrupted by {sig.name}")
 
     def _leave_terminal(self) -> None:
-        """The terminal hung up: point the app's input and output at quiet files.
+        if self._quiet_input is None:
+            self._quiet_input = leave_terminal(self)
 
-        Writing to a hung-up terminal fails with EIO, which kills Textual's writer
-        thread; its bounded queue then fills and the next write blocks the event
-        loop, teardown included. /dev/null takes the output; an empty pipe, never
-        written, takes the input (no EOF, so the input thread does not spin).
-        """
-        if self._quiet_input is not None:
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in (1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
-        read_end, self._quiet_input = os.pipe()
-        os.dup2(read_end, 0)
-        os.close(read_end)
-        revive_writer_thread(self)
+
+def leave_terminal(app: App[Any]) -> int:
+    """The terminal hung up: point the app's input and output at quiet files; the quiet input's
+    write end, which :func:`release_terminal` closes when the app exits.
+
+    Writing to a hung-up terminal fails with EIO, which kills Textual's writer
+    thread; its bounded queue then fills and the next write blocks the event
+    loop, teardown included. /dev/null takes the output; an empty pipe, never
+    written, takes the input (no EOF, so the input thread does not spin).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    read_end, quiet_input = os.pipe()
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    revive_writer_thread(app)
+    return quiet_input
+
+
+def release_terminal(app: App[Any], quiet_input: int) -> None:
+    """Before exiting after a hang-up: EOF on the quiet input lets Textual's input thread end."""
+    os.close(quiet_input)
+    revive_writer_thread(app)

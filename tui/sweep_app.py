@@ -24,7 +24,7 @@ from textual.worker import Worker, WorkerState
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.sweep import Sweep
 from trainboard.tui.compat_textual import UnhandledErrorHook
-from trainboard.tui.interruptions import STOP_SIGNALS
+from trainboard.tui.interruptions import STOP_SIGNALS, leave_terminal, release_terminal
 from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.widgets import ConfirmScreen
 
@@ -50,6 +50,7 @@ class SweepApp(UnhandledErrorHook, App[int]):
         self._run: Worker[ExitCode] | None = None
         self._exit_when_done = False
         self._signals: list[signal.Signals] = []
+        self._quiet_input: int | None = None  # after a hang-up (see interruptions.leave_terminal)
 
     @property
     def running(self) -> bool:
@@ -89,6 +90,8 @@ class SweepApp(UnhandledErrorHook, App[int]):
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGTERM, SIGHUP, SIGINT: stop every member, tear down, then exit."""
+        if sig is signal.SIGHUP and self._quiet_input is None:
+            self._quiet_input = leave_terminal(self)
         self._exit_when_done = True
         if not self.running:
             self._exit_with_outcome()
@@ -113,6 +116,9 @@ class SweepApp(UnhandledErrorHook, App[int]):
             self._exit_with_outcome()
 
     def _exit_with_outcome(self) -> None:
+        if self._quiet_input is not None:
+            release_terminal(self, self._quiet_input)
+            self._quiet_input = None
         self.exited_with = int(self.outcome if self.outcome is not None else ExitCode.INTERRUPTED)
         self.exit(return_code=self.exited_with)
 

@@ -166,7 +166,7 @@ class SweepScreen(Screen[None]):
             if index not in self.shown:
                 continue
             for key, cell in row_cells(state, data, index == self.best).items():
-                self._table.update_cell(str(index), key, cell)
+                self._table.update_cell(str(index), key, cell, update_width=True)
 
     def _announce(self, event: ev.Event) -> None:
         match event:
