@@ -29,6 +29,7 @@ from trainboard.backend.config import load_config
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.runners.ec2.context import RESOURCES_FILE
 from trainboard.backend.sweep import Sweep
+from trainboard.backend.sweep_events import MemberChanged
 from trainboard.backend.sweep_record import SweepData, SweepStore
 from trainboard.backend.sweep_spec import plan
 from trainboard.backend.tracking import Tracking
@@ -177,6 +178,28 @@ async def test_a_member_that_fails_on_its_host_does_not_stop_the_other(pool_repo
     records = member_records(pool_repo)
     assert records[fine.run_id]["status"] == "succeeded" and not records[fine.run_id].get("stopped_by")
     assert host_port(records[fine.run_id]) != host_port(records[failed.run_id])
+
+
+# --------------------------------------------------------------------------- the launch (local runner)
+
+
+async def test_a_member_stopped_between_its_launch_and_its_start_never_runs(repo: Path) -> None:
+    """Members 0 and 1 are launched together; member 1 is stopped as member 0 starts, before its
+    own task has begun: it stays skipped (no run) and its slot goes to member 2."""
+    sweep = make_sweep(repo, ["params.base_f1=0.5,0.6,0.7"], ("sweep.max_parallel=2",))
+    stopped: list[bool] = []
+
+    def stop_the_next(event: object) -> None:
+        if isinstance(event, MemberChanged) and event.index == 0 and event.status == "running" and not stopped:
+            stopped.append(sweep.stop_member(1))
+
+    sweep.subscribe(stop_the_next)
+    assert await sweep.run() is ExitCode.OK
+    data = the_sweep(repo)
+    assert stopped == [True]
+    assert [m.status for m in data.members] == ["succeeded", "skipped", "succeeded"], data.members
+    assert data.members[1].reason == "stopped by you" and not data.members[1].run_id
+    assert sorted(member_records(repo)) == sorted([data.members[0].run_id, data.members[2].run_id])
 
 
 # --------------------------------------------------------------------------- ec2 (moto)
