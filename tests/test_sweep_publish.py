@@ -4,6 +4,7 @@ of GitHub's REST API and a local bare git remote."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,44 @@ def test_before_it_starts_only_the_settings_are_checked(repo: Path, fake: FakeGi
     assert sweep_publish_blocker(fresh, repo, config, ENV) == ""
     assert "base branch 'main'" in sweep_publish_blocker(fresh.model_copy(update={"branch": "main"}), repo, config,
                                                           ENV)
+
+
+def pr_event(tmp_path: Path, head_repo: str, sha: str) -> Path:
+    """GitHub Actions' event file for pull request #1 from ``head_repo`` at ``sha``."""
+    event = tmp_path / f"event-{head_repo.replace('/', '-')}.json"
+    event.write_text(json.dumps({
+        "action": "synchronize", "number": 1, "repository": {"full_name": "octo/models"},
+        "pull_request": {"number": 1, "head": {"ref": "better-f1", "sha": sha, "repo": {"full_name": head_repo}},
+                         "base": {"ref": "main", "repo": {"full_name": "octo/models"}}},
+    }))
+    return event
+
+
+def test_in_a_pull_requests_ci_the_comment_goes_to_that_pull_request(swept: Path, fake: FakeGitHub,
+                                                                     tmp_path: Path) -> None:
+    data = the_sweep(swept)
+    config = load_config(swept / "tb.yaml", ["github.publish=ci"]).config
+    git(swept, "push", "-q", "origin", "better-f1")
+    sha = git(swept, "rev-parse", "HEAD").strip()
+    fake.open_pull("better-f1", "main")
+    summary = tmp_path / "summary.md"
+    actions = {**ENV, "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
+               "GITHUB_STEP_SUMMARY": str(summary)}
+    # A fork's pull request gets a read-only token: nothing is asked of GitHub, the summary says why.
+    fake.add_fork("someone")
+    said: list[str] = []
+    fork = {**actions, "GITHUB_EVENT_PATH": str(pr_event(tmp_path, "someone/models", sha))}
+    assert publish_sweep_at_end(data, swept, config, Redactor.from_env(ENV), said.append, env=fork) is None
+    assert len(said) == 1 and said[0].startswith("no comment or commit status from this sweep: a pull request "
+                                                 "from a fork gets a read-only token")
+    assert fake.requests == [] and "No pull request comment or commit status" in summary.read_text()
+    # This repository's own pull request: the sweep's comment on it, nothing pushed.
+    said.clear()
+    own = {**actions, "GITHUB_EVENT_PATH": str(pr_event(tmp_path, "octo/models", sha))}
+    result = publish_sweep_at_end(data, swept, config, Redactor.from_env(ENV), said.append, env=own)
+    assert result is not None and result.pr_ci and result.branch == "" and result.files == (), said
+    comments = fake.comments_on(1)
+    assert len(comments) == 1 and "| # | `params.base_f1` | Status |" in comments[0]["body"]
+    assert "### Metrics" in comments[0]["body"] and TOKEN not in comments[0]["body"]
+    assert [(s["context"], s["state"]) for s in fake.statuses_for(sha)] == [("trainboard/tiny/f1", "success")]
+    assert git(swept, "ls-remote", "origin", "refs/heads/trainboard/*") == ""
