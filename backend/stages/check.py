@@ -20,6 +20,7 @@ from trainboard.backend.params_schema import check_params
 from trainboard.backend.redact import mask_config
 from trainboard.backend.runnerlink import serve_tracking
 from trainboard.backend.stages.base import RunContext
+from trainboard.backend.sweep_shared import shared_baseline
 from trainboard.backend.tracking import (
     BRANCH_TAG,
     COMMIT_TAG,
@@ -124,8 +125,9 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
 
     # A fresh CI checkout's store has no run of the base branch: git notes may (see trainboard.backend.gitbaseline).
     # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
-    baseline = ctx.state.metrics.baseline = await find_baseline(ctx, from_mlflow,
-                                                                early=not is_http(tracking.tracking_uri))
+    # A sweep's members share one lookup (see trainboard.backend.sweep_shared).
+    baseline = ctx.state.metrics.baseline = await shared_baseline(ctx, tracking.tracking_uri, lambda: find_baseline(
+        ctx, from_mlflow, early=not is_http(tracking.tracking_uri)))
     mlflow_run_id = ctx.state.tracking.mlflow_run_id = await tracking.call(
         tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
         mask_config(cfg.params)  # a secret-named param is logged as ***
