@@ -32,6 +32,7 @@ from trainboard.backend.record import (
     RunStatus,
     StageInfo,
     StaleMetrics,
+    SweepLink,
     coerced,
     typed_view,
 )
@@ -117,6 +118,7 @@ class RunRecord:
     report = _Typed[str]()
     cost = _Typed[float | None]()
     stopped_by = _Typed[str]()
+    sweep = _Typed[SweepLink | None]()
     exit_code = _Typed[int | None]()
     finished_at = _Typed[float | None]()
     duration = _Typed[float | None]()

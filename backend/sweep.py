@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +109,7 @@ class Sweep:
     async def run(self) -> ExitCode:
         git = git_state(self.root)
         self.data.branch, self.data.commit = git.branch, git.commit
+        self.data.trainboard_pid = os.getpid()
         self.store.save(self.data)
         parallel = self._parallelism()
         self._slots = asyncio.Semaphore(parallel)
@@ -145,6 +147,7 @@ class Sweep:
                 self._slots.release()
                 self._set_status(state, SKIPPED, reason=blocked)
                 continue
+            state.projected = self.cap.projected(state)  # committed now: the next member's check counts it
             self._tasks[state.info.index] = asyncio.create_task(self._run_member(state))
 
     async def _wait_members(self) -> None:
@@ -159,6 +162,10 @@ class Sweep:
         from trainboard.backend.session import Session
 
         assert self._slots is not None
+        if state.info.status != QUEUED:  # skipped (a cancel, the cap) between its launch and its start
+            state.projected = None  # nothing committed for it
+            self._slots.release()
+            return ExitCode.INTERRUPTED
         host = self._hosts.pop(0) if self._hosts else ""
         loaded = _on_host(state.loaded, host) if host else state.loaded
         info = state.info
@@ -166,7 +173,6 @@ class Sweep:
                           tags=self._member_tags(info), record_extra={"sweep": member_link(
                               self.sweep_id, info.index, info.values)})
         state.session, info.run_id, info.started_at = session, session.run_id, time.time()
-        state.projected = self.cap.projected(state)
         session.subscribe(lambda event: self._on_member_event(state, event))
         self._set_status(state, RUNNING)
         try:
@@ -282,8 +288,8 @@ class Sweep:
         for state in self.members:
             if state.info.status == QUEUED:
                 self._set_status(state, SKIPPED, reason=reason)
-            elif state.session is not None and state.info.status == RUNNING:
-                state.session.cancel(reason)
+            elif state.session is not None and state.info.status == RUNNING and state.session.cancel(reason):
+                state.session.ctx.save_record(stopped_by=reason)  # the member's record says why
 
     async def _finish(self) -> ExitCode:
         data = self.data
@@ -300,6 +306,10 @@ class Sweep:
 
     async def _report(self) -> None:
         """The sweep report, and its pull request when the config publishes (see sweep_report)."""
+        from trainboard.backend.runreport import draw_deferred_plot  # members leave their plots out
+
+        if self.data.best is not None and (best := self.members[self.data.best].session) is not None:
+            await draw_deferred_plot(best.ctx)
         try:
             from trainboard.backend.sweep_report import write_sweep_report
         except ImportError:

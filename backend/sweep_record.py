@@ -65,6 +65,7 @@ class SweepData(BaseModel):
     verdict: str = ""
     report: str = ""
     finished_at: float | None = None
+    trainboard_pid: int | None = None  # the process running the sweep (gone while running: it crashed)
     members: list[MemberInfo] = Field(default_factory=list)
 
     @property

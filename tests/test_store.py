@@ -62,7 +62,7 @@ FUTURE = {
     "runner": {"kind": "ec2", "address": "10.0.0.7", "state": {"instance_id": "i-1"}, "zone": "eu-west-1a"},
     "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "e", "run_id": "m1", "artifact_store": "s3://b"},
     "errors": [{"stage": "provision", "message": "no capacity", "code": 17}],
-    "sweep": {"index": 3, "of": 8},
+    "shard": {"index": 3, "of": 8},
     "tags": ["nightly"],
 }
 
@@ -87,7 +87,7 @@ def test_unknown_keys_are_kept_through_a_rewrite(tmp_path: Path) -> None:
     assert record.status is RunStatus.ERROR and not record.status.is_live
     assert record.runner.kind == "ec2" and record.runner.state == {"instance_id": "i-1"}
     assert record.errors[0].stage == "provision" and record.errors[0].message == "no capacity"
-    assert record.info.model_extra == {"sweep": {"index": 3, "of": 8}, "tags": ["nightly"]}
+    assert record.info.model_extra == {"shard": {"index": 3, "of": 8}, "tags": ["nightly"]}
     record.redact = same
     record.update(cost=1.5)
     assert on_disk(store, FUTURE["run_id"]) == {**FUTURE, "cost": 1.5}
@@ -168,8 +168,8 @@ def test_update_refuses_a_value_of_the_wrong_type(tmp_path: Path) -> None:
         store.create("r2", status="running", stages={"train": {"state": "exploded"}})
     assert not (store.runs / "r2").exists()  # refused before anything was written
     assert (store.runs / "r1" / RECORD).read_text() == before and record.status is RunStatus.RUNNING
-    record.update(sweep={"any": "value"})  # a key this version does not know is kept as given
-    assert on_disk(store, "r1")["sweep"] == {"any": "value"}
+    record.update(shard={"any": "value"})  # a key this version does not know is kept as given
+    assert on_disk(store, "r1")["shard"] == {"any": "value"}
 
 
 def test_the_typed_attributes_are_read_only(tmp_path: Path) -> None:
