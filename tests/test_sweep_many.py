@@ -102,3 +102,35 @@ async def test_a_sweep_of_100_members(many_repo: Path) -> None:
     other = next(run for run, r in zip(runs, records, strict=True) if r["sweep"]["index"] == 0)
     assert "| F1 | — | 0.0000 |" in (other / "report.md").read_text()
     assert "metrics.png" not in (other / "report.md").read_text()
+
+
+async def test_members_of_one_sweep_share_one_baseline(many_repo: Path) -> None:
+    """The baseline is looked up once a sweep: a base-branch run that finishes while the sweep
+    runs is not the baseline of its later members (every member compares with the same one)."""
+    from trainboard.backend.session import Session
+    from trainboard.backend.sweep_events import MemberChanged
+    from trainboard.backend.tracking import BRANCH_TAG
+
+    assert await Session(load_config(many_repo / "tb.yaml"), root=many_repo).run() is ExitCode.OK
+    (first,) = [json.loads((run / "record.json").read_text()) for run in (many_repo / ".trainboard" / "runs").iterdir()]
+    client = Tracking(f"sqlite:///{many_repo / '.trainboard' / 'mlflow.db'}", "many").client
+    experiment = client.get_experiment_by_name("many").experiment_id
+    newer: list[str] = []
+
+    def base_run_finishes(event: object) -> None:  # after the first member: a newer run of main
+        if isinstance(event, MemberChanged) and event.index == 0 and event.status == "succeeded" and not newer:
+            run = client.create_run(experiment, tags={BRANCH_TAG: "main"})
+            client.log_metric(run.info.run_id, "f1", 0.5)
+            client.set_terminated(run.info.run_id, "FINISHED")
+            newer.append(run.info.run_id)
+
+    loaded = load_config(many_repo / "tb.yaml", ["sweep.max_parallel=1"])
+    members, configs = plan(loaded, ["params.i=range(0,3)"], many_repo)
+    sweep = Sweep(loaded, members, configs, root=many_repo)
+    sweep.subscribe(base_run_finishes)
+    assert await sweep.run() is ExitCode.OK
+    assert newer
+    records = [json.loads((many_repo / ".trainboard" / "runs" / m.run_id / "record.json").read_text())
+               for m in sweep.data.members]
+    assert [r["mlflow"]["baseline_run_id"] for r in records] == [first["mlflow"]["run_id"]] * 3
+    assert [m.delta for m in sweep.data.members] == [pytest.approx(i / 1000) for i in range(3)]
