@@ -174,7 +174,7 @@ async def test_a_member_that_fails_on_its_host_does_not_stop_the_others(pool_rep
                  f"sys.exit(5 if yaml.safe_load(open('params.yaml'))['base_f1'] < 0.55 else 0)\" "
                  f"&& {sys.executable} job.py")
     sweep = make_sweep(pool_repo, ["params.base_f1=0.5,0.7,0.6"],
-                       ("sweep.max_parallel=4", f"job.command={fail_fast}", "params.sleep=1"))
+                       ("sweep.max_parallel=4", f"job.command={fail_fast}", "params.sleep=1.5"))
     assert await sweep.run() is ExitCode.OK  # the verdict of the best member with a result
     data = the_sweep(pool_repo)
     failed, fine, next_one = data.members
@@ -275,24 +275,25 @@ def test_sigterm_cancels_an_ec2_sweep_mid_way_and_leaves_nothing_in_aws(ec2: Ec2
 
 
 def test_the_cost_cap_stops_an_ec2_sweep_and_launches_no_member_past_it(ec2: Ec2Setup, aws: Aws) -> None:
-    # $2 a second: a member's projection (runner.max_duration_minutes, 5.625 s: the emulated
+    # $2 a second: a member's projection (runner.max_duration_minutes, 7.5 s: the emulated
     # instance never shuts itself down) is the whole cap, so one member runs and the others may
-    # not start; its spend reaches the cap 5.625 s after it is up, well into its training.
+    # not start; its spend reaches the cap 7.5 s after it is up, well into its training (a cancel
+    # before the job starts would leave the ssh runner's MLflow relay on the "instance").
     ec2.emulate()
-    sweep_on_ec2(ec2, **{"runner.hourly_price": 7200, "runner.max_duration_minutes": 0.09375,
-                         "budget.max_cost_usd": 11.25, "params.sleep": 30})
+    sweep_on_ec2(ec2, **{"runner.hourly_price": 7200, "runner.max_duration_minutes": 0.125,
+                         "budget.max_cost_usd": 15.0, "params.sleep": 30})
     cli = ec2.run()
     code = cli.finish(120)
     out = cli.output
     assert code == ExitCode.INTERRUPTED, out[-4000:]  # the cap, and no member with a result
     data = the_sweep(ec2.repo)
     ran, *queued = data.members
-    assert ran.status == "cancelled" and ran.reason.startswith("cost cap: $11."), ran
-    assert ran.reason.endswith("reached the cap $11.25") and data.reason == ran.reason
+    assert ran.status == "cancelled" and ran.reason.startswith("cost cap: $15."), ran
+    assert ran.reason.endswith("reached the cap $15.00") and data.reason == ran.reason
     assert [m.status for m in queued] == ["skipped", "skipped"]
-    assert all(m.reason.startswith("cost cap: starting it could pass the cap $11.25") and not m.run_id
+    assert all(m.reason.startswith("cost cap: starting it could pass the cap $15.00") and not m.run_id
                for m in queued), queued
-    assert data.cost >= 11.25 and data.exit_code == ExitCode.INTERRUPTED
+    assert data.cost >= 15.0 and data.exit_code == ExitCode.INTERRUPTED
     (record,) = member_records(ec2.repo).values()
     assert record["status"] == "cancelled" and record["stopped_by"] == ran.reason
     stages = record["stages"]
