@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from tests.pilot_support import wait_until
 from trainboard.backend.config import load_config
@@ -24,6 +23,7 @@ from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.screens.sweep_member import MemberScreen
 from trainboard.tui.sweep_app import SweepApp, make_sweep_app
 from trainboard.tui.widgets import ConfirmScreen, LogPane, StageList
+from trainboard.tui.widgets.members_view import MembersView
 
 SIZE = (120, 40)
 
@@ -36,8 +36,8 @@ def make_sweep(repo: Path, *sweeps: str, overrides: tuple[str, ...] = ()) -> Swe
 
 def rows(app: SweepApp) -> list[list[str]]:
     """The table's rows as the screen shows them (plain text)."""
-    table = app.main.query_one(DataTable)
-    return [[str(cell).strip() for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    view = app.main.query_one(MembersView)
+    return [view.row_text(row) for row in range(len(view.order))]
 
 
 def header(app: SweepApp) -> str:
@@ -45,8 +45,8 @@ def header(app: SweepApp) -> str:
 
 
 async def select(pilot: Pilot, app: SweepApp, index: int) -> None:
-    table = app.main.query_one(DataTable)
-    table.move_cursor(row=app.main.shown.index(index))
+    view = app.main.query_one(MembersView)
+    view.move_cursor(view.order.index(index))
     await pilot.pause()
     assert app.main.selected == index
 
@@ -161,3 +161,26 @@ async def test_q_while_the_sweep_runs_cancels_it_and_waits_for_teardown(repo: Pa
     assert app.return_code == app.exited_with == ExitCode.INTERRUPTED
     assert [m.info.status for m in sweep.members] == ["cancelled", "cancelled"]
     assert SweepStore(repo / ".trainboard").load(sweep.sweep_id).exit_code == ExitCode.INTERRUPTED
+
+
+def test_sparkline_best_so_far_and_header_read_the_sweeps_state() -> None:
+    from trainboard.backend.sweep_record import MemberInfo, SweepData
+    from trainboard.tui.widgets.sweep_table import best_so_far, header_text, sparkline
+
+    assert sparkline([]) == ""
+    assert sparkline([0.5, 0.5]) == "▄▄"  # flat: mid-height
+    assert sparkline([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline(list(range(30)), points=4) == "▁▃▆█"  # the latest values only
+
+    members = [MemberInfo(index=i, values={"params.lr": str(i)}) for i in range(4)]
+    data = SweepData(sweep_id="s1", branch="main", members=members, goal="max", max_cost_usd=5.0, cost=0.123)
+    assert best_so_far(data) is None
+    members[1].objective, members[2].objective, members[3].objective = 0.8, 0.9, 0.9
+    assert best_so_far(data) == 2  # a tie goes to the lower index
+    data.goal = "min"
+    assert best_so_far(data) == 1
+    data.best = 3  # the verdict's pick, once the sweep has one
+    assert best_so_far(data) == 3
+
+    members[0].status, members[1].status, members[2].status = RUNNING, "succeeded", SKIPPED
+    assert header_text(data) == "sweep s1 · main · $0.12 of $5.00 cap · 4 members: 1 running, 1 queued, 2 done"

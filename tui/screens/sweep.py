@@ -14,15 +14,15 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from trainboard.backend import events as ev
 from trainboard.backend import sweep_events as sev
 from trainboard.backend.sweep import Sweep
 from trainboard.backend.sweep_record import QUEUED, RUNNING
 from trainboard.tui.widgets import ConfirmScreen
+from trainboard.tui.widgets.members_view import MembersView
 from trainboard.tui.widgets.sweep_table import (
     SORTS,
     best_so_far,
@@ -34,12 +34,6 @@ from trainboard.tui.widgets.sweep_table import (
 )
 
 TICK_SECONDS = 1 / 8
-
-
-class MembersTable(DataTable[object]):
-    """The members, one row each; enter (the table's own key) opens the selected one."""
-
-    BINDINGS = [Binding("enter", "select_cursor", "Open member")]
 
 
 class SweepScreen(Screen[None]):
@@ -57,6 +51,7 @@ class SweepScreen(Screen[None]):
     }
     SweepScreen #members {
         height: 1fr;
+        padding: 0 1;
         border: round $primary 60%;
         border-title-color: $primary;
         border-title-style: bold;
@@ -89,9 +84,9 @@ class SweepScreen(Screen[None]):
         self.shown: list[int] = []  # the member indexes in the table, in order
         self._seen: dict[int, int] = {}  # member index -> the version its row shows
         self._header = Static(id="sweep-header", markup=False)
-        self._table = MembersTable(id="members", cursor_type="row", zebra_stripes=True)
+        self._table = MembersView(columns(sweep.data), id="members")
         self._status = Static("", id="sweep-status", markup=False)
-        self._said = ("", "")
+        self._header_text = ""
         self._inbox: list[ev.Event] = []
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -102,8 +97,6 @@ class SweepScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        for key, label in columns(self.sweep.data):
-            self._table.add_column(label, key=key)
         self._unsubscribe = self.sweep.subscribe(self._inbox.append)
         self.refresh_rows(rebuild=True)
         self.set_interval(TICK_SECONDS, self.refresh_rows)
@@ -138,35 +131,32 @@ class SweepScreen(Screen[None]):
                 self._fill(order)
             else:
                 self._update(changed)
-            self._header.update(header_text(self.sweep.data))
-            self._table.border_title = f"members · sorted by {self.sort}"
-            self._table.border_subtitle = f"filter: {self.filter}" if self.filter else ""
+            header = header_text(self.sweep.data)
+            if header != self._header_text:  # a Static's update costs a layout: only when it reads otherwise
+                self._header_text = header
+                self._header.update(header)
             for event in events:
                 self._announce(event)
 
     def _fill(self, order: list[int]) -> None:
-        table, data = self._table, self.sweep.data
-        selected = self.selected
-        table.clear()
-        keys = [key for key, _ in columns(data)]
+        data, cells = self.sweep.data, {}
         for index in order:
             state = self.sweep.members[index]
-            cells = row_cells(state, data, index == self.best)
-            table.add_row(*(cells[key] for key in keys), key=str(index))
+            cells[index] = row_cells(state, data, index == self.best)
             self._seen[index] = state.version
+        self._table.show(order, cells)
         self.shown = order
-        if selected is not None and selected in order:
-            table.move_cursor(row=order.index(selected), animate=False)
+        # A border's title repaints the whole widget: set here, where the sort or the filter moved.
+        self._table.border_title = f"members · sorted by {self.sort}"
+        self._table.border_subtitle = f"filter: {self.filter}" if self.filter else ""
 
     def _update(self, changed: set[int]) -> None:
         data = self.sweep.data
         for index in changed:
             state = self.sweep.members[index]
             self._seen[index] = state.version
-            if index not in self.shown:
-                continue
-            for key, cell in row_cells(state, data, index == self.best).items():
-                self._table.update_cell(str(index), key, cell, update_width=True)
+            if index in self.shown:
+                self._table.update(index, row_cells(state, data, index == self.best))
 
     def _announce(self, event: ev.Event) -> None:
         match event:
@@ -185,18 +175,14 @@ class SweepScreen(Screen[None]):
     @property
     def selected(self) -> int | None:
         """The member under the table's cursor."""
-        table = self._table
-        if not self.shown or table.cursor_row < 0 or table.cursor_row >= table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return None if key is None else int(key)
+        return self._table.selected
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_sweep":
             return None if self.sweep.stop_reason or self.sweep.data.status != RUNNING else True
         return True
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_members_view_selected(self, event: MembersView.Selected) -> None:
         event.stop()
         self.action_open_member()
 
