@@ -1,7 +1,7 @@
 """Sweep controller overhead: a grid of N tiny members on the local runner, M at a time.
 
     .venv/bin/python benchmarks/bench_sweep_overhead.py [--members 100] [--parallel 8]
-        [--job line|mlflow] [--seconds 1.0] [--profile FILE]
+        [--job line|mlflow] [--seconds 1.0] [--profile FILE] [--code DIR]
 
 In a throwaway git repository (local SQLite MLflow store, no DVC), runs
 `trainboard run tb.yaml --no-tui --sweep params.i=range(0,N)` with
@@ -16,7 +16,10 @@ same N jobs run M at a time by a bare process pool (the machine's own floor,
 also measured in the same run); and trainboard's own CPU seconds and peak RSS
 (``getrusage(RUSAGE_SELF)`` of the trainboard process: not its jobs; goal
 <= 300 MB). ``--profile FILE`` also writes a cProfile of trainboard's event-loop
-thread (read it with ``python -m pstats FILE``).
+thread (read it with ``python -m pstats FILE``). ``--code DIR`` runs another version of
+trainboard: DIR holds a ``trainboard`` package, e.g. an earlier commit's
+``mkdir -p DIR/trainboard && git archive COMMIT backend tui | tar -x -C DIR/trainboard
+&& touch DIR/trainboard/__init__.py`` (before the metric lines, use ``--job mlflow``).
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ WRAPPER = textwrap.dedent("""\
 
 def make_repo(where: Path, job: str, seconds: float) -> Path:
     repo = where / "repo"
-    repo.mkdir()
+    repo.mkdir(parents=True)
     (repo / "job.py").write_text(JOBS[job])
     (repo / "tb.yaml").write_text(CONFIG.format(seconds=seconds))
     (repo / ".gitignore").write_text(".trainboard/\n")
@@ -139,31 +142,45 @@ def bare_pool(repo: Path, members: int, parallel: int, seconds: float) -> float:
     return time.perf_counter() - start
 
 
-def run_sweep(repo: Path, members: int, parallel: int, profile: str) -> tuple[float, dict, str]:
+def run_sweep(repo: Path, members: int, parallel: int, profile: str,
+              code: str) -> tuple[float, dict, str, float]:
     usage = repo.parent / "usage.json"
     argv = ["run", "tb.yaml", "--no-tui", "--sweep", f"params.i=range(0,{members})",
             "--set", f"sweep.max_parallel={parallel}"]
-    env = dict(job_env(), PYTHONPATH=str(ROOT))
+    env = dict(job_env(), PYTHONPATH=code or str(ROOT))
     start = time.perf_counter()
+    began = time.time()
     proc = subprocess.run([sys.executable, "-c", WRAPPER, str(usage), profile, *argv], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if not usage.exists():
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         raise SystemExit("the sweep did not finish")
-    return wall, json.loads(usage.read_text()), proc.stdout
+    return wall, json.loads(usage.read_text()), proc.stdout, began
 
 
-def check_sweep(repo: Path, members: int, out: str) -> str:
-    """What the sweep record says: members that succeeded, the best's values."""
+def check_sweep(repo: Path, members: int, out: str, began: float) -> list[str]:
+    """What the sweep record says (members that succeeded, the best's values), and where the
+    time went: the sweep's phases from the process's start, a member's stages (median)."""
     found = sorted((repo / ".trainboard" / "sweeps").glob("*/sweep.json"))
     data = json.loads(found[-1].read_text())
     ok = sum(1 for m in data["members"] if m["status"] == "succeeded")
     best = data["members"][data["best"]]["values"] if data.get("best") is not None else None
-    note = f"{ok}/{members} members succeeded, best {best}, exit {data['exit_code']}"
     if ok != members:
         print(out[-3000:])
-    return note
+    starts = [m["started_at"] for m in data["members"] if m.get("started_at")]
+    ends = [m["finished_at"] for m in data["members"] if m.get("finished_at")]
+    slots = [m["finished_at"] - m["started_at"] for m in data["members"] if m.get("started_at")]
+    stages: dict[str, list[float]] = {}
+    for record in (repo / ".trainboard" / "runs").glob("*/record.json"):
+        for stage, info in json.loads(record.read_text()).get("stages", {}).items():
+            stages.setdefault(stage, []).append(float(info.get("elapsed") or 0.0))
+    medians = "  ".join(f"{k} {statistics.median(v):.2f}" for k, v in stages.items())
+    return [f"{ok}/{members} members succeeded, best {best}, exit {data['exit_code']}",
+            f"  phases (s from start) sweep record {data['created_at'] - began:.2f}, first member "
+            f"{min(starts) - began:.2f}, last member's end {max(ends) - began:.2f}, sweep's end "
+            f"{(data.get('finished_at') or 0) - began:.2f}",
+            f"  a member (median s): in its slot {statistics.median(slots):.2f}; {medians}"]
 
 
 def main() -> int:
@@ -173,6 +190,7 @@ def main() -> int:
     parser.add_argument("--job", choices=sorted(JOBS), default="line")
     parser.add_argument("--seconds", type=float, default=1.0, help="each job's sleep")
     parser.add_argument("--profile", default="", help="write a cProfile of trainboard's main thread here")
+    parser.add_argument("--code", default="", help="a folder holding another version's trainboard package")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp), args.job, args.seconds)
@@ -181,12 +199,15 @@ def main() -> int:
             line = make_repo(Path(tmp) / "line", "line", args.seconds)
             alone = job_alone(line, args.seconds)
         floor = bare_pool(repo if args.job == "line" else line, args.members, args.parallel, args.seconds)
-        wall, usage, out = run_sweep(repo, args.members, args.parallel, os.path.abspath(args.profile)
-                                     if args.profile else "")
-        note = check_sweep(repo, args.members, out)
+        profile = os.path.abspath(args.profile) if args.profile else ""
+        wall, usage, out, began = run_sweep(repo, args.members, args.parallel, profile, os.path.abspath(args.code)
+                                     if args.code else "")
+        note, *where = check_sweep(repo, args.members, out, began)
     ideal = args.members * alone / args.parallel
     print(f"sweep of {args.members} members ({args.job} job, {args.seconds:g} s each), {args.parallel} at a time, "
-          f"local runner, {os.cpu_count()} CPUs: {note}")
+          f"local runner, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}: {note}")
+    if args.code:
+        print(f"  trainboard from {args.code}")
     print(f"  wall time        {wall:7.2f} s")
     print(f"  ideal            {ideal:7.2f} s  ({args.members} x job alone {alone:.3f} s / {args.parallel})")
     print(f"  ratio            {wall / ideal:7.2f}    (goal <= 1.3)")
@@ -195,6 +216,7 @@ def main() -> int:
     print(f"  trainboard CPU   {usage['cpu']:7.2f} s  (user {usage['user']:.2f}, sys {usage['sys']:.2f}; "
           f"{usage['cpu'] / args.members:.3f} s a member)")
     print(f"  peak RSS         {usage['maxrss_kb'] / 1024:7.1f} MB (goal <= 300 MB)")
+    print("\n".join(where))
     return 0
 
 
