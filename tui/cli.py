@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,7 +123,15 @@ def _run_sweep(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 
     app = make_sweep_app(sweep)
     app.run()
-    return int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    code = int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    from trainboard.tui.console import output_console
+    from trainboard.tui.sweep_headless import print_ending
+
+    # Textual has given the terminal back: the members and the verdict, in plain lines.
+    if sweep.data.exit_code is None:
+        sweep.data.exit_code = code
+    print_ending(output_console(), sweep.data, (sweep.data.finished_at or time.time()) - sweep.data.created_at)
+    return code
 
 
 def _attach(args: argparse.Namespace) -> int:

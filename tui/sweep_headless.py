@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 
+from rich.console import Console
 from rich.table import Table
 
 from trainboard.backend import ci
@@ -89,15 +90,7 @@ class SweepHeadless:
         self._say(f"cost: ${spent:.2f}" + (f" of ${cap:.2f} cap" if cap is not None else ""), "dim")
 
     def _finished(self, event: sev.SweepFinished) -> None:
-        data = self.sweep.data
-        self.console.print(member_table(data))
-        if event.reason:
-            self._say(f"stopped: {event.reason}", "bold")
-        self._say(data.verdict or "no verdict", "bold")
-        self._say(f"report: {data.report}" if data.report else "report: none written", "bold")
-        cost = f", cost ${data.cost:.2f}" if data.cost else ""
-        self._say(f"finished: sweep {event.status} in {format_seconds(time.time() - self._started)}{cost} "
-                  f"(exit {event.exit_code}, {ExitCode(event.exit_code).name})", "bold")
+        print_ending(self.console, self.sweep.data, time.time() - self._started)
         if self.github_actions:
             self._summarise()
 
@@ -110,6 +103,19 @@ class SweepHeadless:
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False)
+
+
+def print_ending(console: Console, data: SweepData, took: float) -> None:
+    """The member table and the last lines: why it stopped, the best member, the report, the exit."""
+    console.print(member_table(data))
+    code = ExitCode(data.exit_code if data.exit_code is not None else ExitCode.INFRA_ERROR)
+    lines = [f"stopped: {data.reason}"] if data.reason else []
+    lines += [data.verdict or "no verdict", f"report: {data.report}" if data.report else "report: none written"]
+    cost = f", cost ${data.cost:.2f}" + (f" of ${data.max_cost_usd:.2f} cap" if data.max_cost_usd else "") \
+        if data.cost or data.max_cost_usd else ""
+    lines.append(f"finished: sweep {data.status} in {format_seconds(took)}{cost} (exit {int(code)}, {code.name})")
+    for line in lines:
+        console.print(line, style="bold", markup=False)
 
 
 def member_table(data: SweepData) -> Table:
