@@ -48,7 +48,8 @@ class CostCap:
         committed = 0.0
         for m in self.members:
             cost = m.info.cost or 0.0
-            committed += max(cost, m.projected or 0.0) if m.info.status == "running" else cost
+            launched = m.projected is not None and m.info.exit_code is None  # running, or its task about to
+            committed += max(cost, m.projected or 0.0) if launched else cost
         if committed + new > self.cap:
             return (f"cost cap: starting it could pass the cap ${self.cap:.2f} (${committed:.2f} spent or "
                     f"committed, ${new:.2f} projected for it)")
