@@ -234,7 +234,7 @@ BAD = [
     Bad("runner-kind-unknown", edit("  kind: local", "  kind: kubernetes"), 3, "runner.kind",
         "unknown runner kind 'kubernetes'\n  fix: use kind: local (this machine), ssh"),
     Bad("runner-ssh-without-host", edit("  kind: local", "  kind: ssh"), 2, "runner.host", "Field required"),
-    Bad("runner-ssh-misspelt", edit("  kind: local", "  kind: ssh\n  hots: gpu-box"), 4, "runner.hots",
+    Bad("runner-ssh-misspelt", edit("  kind: local", "  kind: ssh\n  hostt: gpu-box"), 4, "runner.hostt",
         "did you mean 'host'?"),
     Bad("runner-ec2-max-price-on-demand", edit("  kind: local", "  kind: ec2\n  max_price: 0.5"), 4,
         "runner.max_price", "max_price applies to spot instances only\n  fix: set market: spot"),
