@@ -135,3 +135,23 @@ async def test_metric_lines_make_a_baseline_and_are_gated_against_it(tmp_path: P
     f1 = next(row for row in comparison.rows if row.key == "f1")
     assert (f1.before, f1.after) == (pytest.approx(0.75), pytest.approx(0.6))
     assert not comparison.passed
+
+
+async def test_a_log_read_again_logs_only_the_values_the_run_does_not_have(tmp_path: Path,
+                                                                          empty_mlflow_db: Path) -> None:
+    """As on attach, which reads the job's log from its start: the values the run has already
+    (same metric, step and value) are not logged again; a new one is."""
+    from trainboard.backend.metriclines import MetricLines
+
+    repo = lines_repo(tmp_path / "repo", empty_mlflow_db)
+    session = Session(load_config(repo / "tb.yaml"), root=repo)
+    assert await session.run() is ExitCode.OK
+    again = MetricLines(session.ctx)
+    assert again.feed((session.run_dir / "job.log").read_text()) == []
+    assert again.feed("trainboard:metric f1=0.9 step=3\ntrainboard:metric f1=0.7 step=1") == [
+        ev.MetricPoint("f1", 0.9, 3, again.pending[0].timestamp)]
+    await again.flush()
+    assert again.logged == 1 and not again.pending
+    client = Tracking(f"sqlite:///{repo / '.trainboard' / 'mlflow.db'}", "lines").client
+    history = client.get_metric_history(session.state.tracking.mlflow_run_id, "f1")
+    assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.75), (3, 0.9)]
