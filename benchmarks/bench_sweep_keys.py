@@ -2,19 +2,22 @@
 
     .venv/bin/python benchmarks/bench_sweep_keys.py [--rate 10000] [--members 100] [--parallel 8] [--presses 30]
 
-A real sweep of --members members (--parallel at a time, the rest queued) of a job
-that writes --rate lines/s of log each and a progress line every 50 ms, in the
-sweep dashboard (``make_sweep_app``) in a tmux pane of 120x40. Once every running
-member shows progress, the key presses are timed from ``tmux send-keys`` until the
-screen shows the change (``tmux capture-pane``), as bench_dashboard.py does for a run:
+`trainboard run tb.yaml --sweep params.seed=range(0,N)` in a tmux pane of 120x40: a real
+sweep of --members members (--parallel at a time, the rest queued) of a job that
+writes --rate lines/s of log each and a progress line every 50 ms, in the sweep
+dashboard. Once every running member shows progress, the key presses are timed
+from ``tmux send-keys`` until the screen shows the change (``tmux capture-pane``),
+as bench_dashboard.py does for a run:
 
 * ``o`` cycles the table's sort (index, objective, status): the table is rebuilt;
 * ``c`` opens the cancel question over the whole screen, ``n`` closes it;
 * enter opens member 0's run dashboard (its log streaming), escape comes back.
 
 Baseline: the same presses with the same sweep writing no log (--rate 0), measured
-in the same run. Prints p50/p95 of each and the ratio of the p95s. Goal: p95 <= 100 ms
-under the flood. Needs tmux; the timings include tmux's own capture (a few ms a poll).
+in the same run; --rounds N alternates quiet and flood N times and pools each
+(a machine whose load drifts then weighs on both alike). Prints p50/p95 of each
+and the ratio of the p95s. Goal: p95 <= 100 ms under the flood. Needs tmux; the
+timings include tmux's own capture (a few ms a poll).
 """
 
 from __future__ import annotations
@@ -85,21 +88,6 @@ def make_repo(where: Path) -> Path:
     return repo
 
 
-def child(repo: Path, members: int, parallel: int, rate: int) -> int:
-    """In the tmux pane: the sweep dashboard of the benchmark's sweep."""
-    from trainboard.backend.config import load_config
-    from trainboard.backend.sweep import Sweep
-    from trainboard.backend.sweep_spec import plan
-    from trainboard.tui.sweep_app import make_sweep_app
-
-    os.chdir(repo)
-    loaded = load_config(repo / "tb.yaml", [f"params.rate={rate}", f"sweep.max_parallel={parallel}"])
-    planned, configs = plan(loaded, [f"params.seed=range(0,{members})"], repo)
-    app = make_sweep_app(Sweep(loaded, planned, configs, root=repo))
-    app.run()
-    return app.return_code or 0
-
-
 def presses(name: str, count: int, steps: list[tuple[str, str, bool]]) -> list[list[float]]:
     """``count`` rounds of ``steps``: (key, text, whether it must be on screen after the key);
     the times of each step."""
@@ -116,8 +104,9 @@ def presses(name: str, count: int, steps: list[tuple[str, str, bool]]) -> list[l
 
 def measure(repo: Path, label: str, rate: int, args: argparse.Namespace) -> dict[str, list[float]]:
     name = f"tbsweep{os.getpid()}{label}"
-    cmd = (f"cd {repo} && PYTHONPATH={ROOT} exec {sys.executable} {Path(__file__).resolve()} --child {repo} "
-           f"--members {args.members} --parallel {args.parallel} --rate {rate}")
+    cmd = (f"cd {repo} && PYTHONPATH={ROOT} exec {sys.executable} -m trainboard.tui.cli run tb.yaml "
+           f"--sweep 'params.seed=range(0,{args.members})' --set params.rate={rate} "
+           f"--set sweep.max_parallel={args.parallel}")
     tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40", cmd)
     pid = int(tmux("display-message", "-p", "-t", name, "#{pane_pid}").strip())
     try:
@@ -146,18 +135,18 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--presses", type=int, default=30)
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help="quiet, flood, quiet, flood ... N times each")
     args = parser.parse_args()
-    if args.child is not None:
-        return child(args.child, args.members, args.parallel, args.rate)
-    results = {}
+    results: dict[str, dict[str, list[float]]] = {"quiet": {}, "flood": {}}
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp))
         subprocess.run([sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui",
                         "--set", "params.seconds=0"],  # warm-up: MLflow creates its SQLite tables once
                        cwd=repo, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, check=False)
-        for label, rate in (("quiet", 0), ("flood", args.rate)):
-            results[label] = measure(repo, label, rate, args)
+        for _ in range(args.rounds):
+            for label, rate in (("quiet", 0), ("flood", args.rate)):
+                for what, times in measure(repo, label, rate, args).items():
+                    results[label].setdefault(what, []).extend(times)
     print(f"sweep of {args.members} members, {args.parallel} running, each writing {args.rate:,} lines/s "
           f"({args.rate * args.parallel:,} lines/s in all); 120x40 tmux pane")
     for what in results["quiet"]:

@@ -57,7 +57,7 @@ async def wait_for_status(pilot: Pilot, sweep: Sweep, index: int, *statuses: str
 
 
 async def test_enter_opens_a_running_member_and_escape_comes_back_leaving_it_running(repo: Path) -> None:
-    sweep = make_sweep(repo, "params.base_f1=0.5,0.7", overrides=("params.sleep=1.5", "params.epochs=3"))
+    sweep = make_sweep(repo, "params.base_f1=0.5,0.7", overrides=("params.sleep=1.5", "params.epochs=4"))
     app = make_sweep_app(sweep)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, SweepScreen)
@@ -83,10 +83,20 @@ async def test_enter_opens_a_running_member_and_escape_comes_back_leaving_it_run
         assert sweep.members[0].info.status == RUNNING  # leaving the member's dashboard leaves it running
         assert not sweep.stop_reason
 
+        # Enter again: the same dashboard, kept while hidden; what happened meanwhile shows.
+        opened = pane.screen
+        await wait_until(pilot, lambda: sweep.members[0].info.status != RUNNING, "member 0 to end", timeout=120)
+        await pilot.press("enter")
+        assert app.screen is opened and isinstance(opened, MemberScreen)
+        await wait_until(pilot, lambda: opened.outcome is not None, "the member's end on its dashboard")
+        assert any(line.startswith("epoch 4") for line in pane.lines)
+        assert sum(line.startswith("epoch 4") for line in pane.lines) == 1  # each line once
+        await pilot.press("escape")
+
         await wait_until(pilot, lambda: app.outcome is not None, "the sweep to finish", timeout=120)
         await pilot.pause(0.3)
         assert [m.info.status for m in sweep.members] == ["succeeded", "succeeded"]
-        assert "★ 1" in rows(app)[1][0]  # the best (0.7 + 0.3) is marked
+        assert "★ 1" in rows(app)[1][0]  # the best (0.7 + 0.4) is marked
         await pilot.press("q")
     assert app.return_code == app.exited_with == sweep.data.exit_code
     saved = SweepStore(repo / ".trainboard").load(sweep.sweep_id)

@@ -24,6 +24,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Footer
 
@@ -82,6 +83,7 @@ class RunScreen(Screen[None]):
         self._inbox: deque[ev.Event] = deque(replay)
         self._quiet = len(self._inbox)  # replayed events: shown, not announced again
         self._unsubscribe: Callable[[], None] | None = None
+        self._ticker: Timer | None = None
         config = session.config
         self.header = RunHeader(config.name, session.run_id, config.runner.kind, time.time())
         self.stages = StageList()
@@ -129,10 +131,20 @@ class RunScreen(Screen[None]):
         if not self.owned:
             self._read_log_files()
         self._unsubscribe = self.session.subscribe(self._on_event)
-        self.set_interval(TICK_SECONDS, self._tick)
+        self._ticker = self.set_interval(TICK_SECONDS, self._tick)
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.invalidate())
         self.log_pane.focus()
         self.watch(self, "maximized", self._maximized_changed, init=False)
+
+    def on_screen_suspend(self) -> None:
+        """Hidden (a member's, kept by the sweep screen): its panels wait; the log pane's buffer,
+        bounded, keeps taking lines. The app's own run screen keeps going, as it always has."""
+        if not self.owned and self._ticker is not None:
+            self._ticker.pause()
+
+    def on_screen_resume(self) -> None:
+        if not self.owned and self._ticker is not None:
+            self._ticker.resume()
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:

@@ -34,6 +34,7 @@ from trainboard.tui.widgets.sweep_table import (
 )
 
 TICK_SECONDS = 1 / 8
+KEPT_SCREENS = 3  # members' run dashboards kept for enter again
 
 
 class SweepScreen(Screen[None]):
@@ -89,6 +90,7 @@ class SweepScreen(Screen[None]):
         self._header_text = ""
         self._inbox: list[ev.Event] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._kept: dict[int, Screen[None]] = {}  # member index -> its run dashboard, oldest first
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -188,8 +190,6 @@ class SweepScreen(Screen[None]):
 
     def action_open_member(self) -> None:
         """enter: the selected member's run dashboard (escape comes back)."""
-        from trainboard.tui.screens.sweep_member import MemberScreen
-
         index = self.selected
         if index is None:
             return
@@ -199,7 +199,25 @@ class SweepScreen(Screen[None]):
                 f"{state.info.status}: it never started ({state.info.reason or 'no reason given'})"
             self.notify(f"member {index} is {why}", title=state.label, markup=False)
             return
-        self.app.push_screen(MemberScreen(self.sweep, state))
+        self.app.push_screen(self._member_screen(index))
+
+    def _member_screen(self, index: int) -> Screen[None]:
+        """Member ``index``'s run dashboard: the one opened before when it is among the last
+        KEPT_SCREENS (kept installed, paused while hidden: enter again shows it at once)."""
+        from trainboard.tui.screens.sweep_member import MemberScreen
+
+        name = f"sweep-member-{index}"
+        kept = self._kept.pop(index, None)
+        if kept is None:
+            kept = MemberScreen(self.sweep, self.sweep.members[index])
+            self.app.install_screen(kept, name)
+        self._kept[index] = kept  # the newest last
+        while len(self._kept) > KEPT_SCREENS:
+            oldest, screen = next(iter(self._kept.items()))
+            del self._kept[oldest]
+            self.app.uninstall_screen(screen)
+            screen.remove()
+        return kept
 
     def action_stop_member(self) -> None:
         """s: stop the selected member (it tears down), after a question."""

@@ -37,8 +37,7 @@ class MemberScreen(RunScreen):
         self.sweep = sweep
         self.member = state
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def on_mount(self) -> None:  # after RunScreen.on_mount (Textual calls each class's handler)
         self.sub_title = f"member {self.member.info.index}: {self.member.label}"
         self.header.config_name = f"{self.session.config.name} [{self.member.info.index}: {self.member.label}]"
 
