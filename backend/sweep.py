@@ -35,6 +35,7 @@ from trainboard.backend.sweep_budget import CostCap
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
 from trainboard.backend.sweep_verdict import best_member, objective_of, sweep_exit, verdict_line
+from trainboard.backend.tracking import TrackingError
 
 if TYPE_CHECKING:
     from trainboard.backend.config import LoadedConfig
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
     from trainboard.backend.session import Session
     from trainboard.backend.sweep_spec import Member
 
-SWEEP_TAG, INDEX_TAG = "trainboard.sweep_id", "trainboard.sweep.index"
+SWEEP_TAG, INDEX_TAG, PARENT_TAG = "trainboard.sweep_id", "trainboard.sweep.index", "mlflow.parentRunId"
+SAVE_EVERY = 0.5  # seconds: the sweep record is written at most this often while members change
 
 
 class Sweep:
@@ -74,6 +76,9 @@ class Sweep:
         self._cancelled_by_person = False
         self._slots: asyncio.Semaphore | None = None
         self._hosts: list[str] = []  # an ssh pool: the hosts free now
+        self._orphans: set[int] = set()  # members made before the parent run existed
+        self._adopting: set[asyncio.Future[None]] = set()
+        self._save_handle: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ API for views
 
@@ -115,16 +120,38 @@ class Sweep:
         self._slots = asyncio.Semaphore(parallel)
         self.bus.emit(sev.SweepStarted(self.sweep_id, len(self.members), parallel, self.data.max_cost_usd,
                                        tuple(self.data.params)))
+        # The parent run is created meanwhile (MLflow's import alone takes seconds): members
+        # created before it exists are made its children once it does (see _adopt).
+        opening = asyncio.create_task(self._open_parent())
         try:
-            await self.parent.open(self.data, self.redact)
-            self.data.parent_run_id = self.parent.run_id
             await self._launch_all()
             await self._wait_members()
         except asyncio.CancelledError:
             self._cancelled_by_person = True
             self._stop_all("cancelled")
             await self._wait_members()
+        await asyncio.wait({opening})
+        if self._adopting:
+            await asyncio.wait(self._adopting)
         return await self._finish()
+
+    async def _open_parent(self) -> None:
+        try:
+            await self.parent.open(self.data, self.redact)
+        except TrackingError as exc:
+            self.bus.emit(ev.Notice(f"MLflow: the sweep's parent run was not created: {exc}"))
+            return
+        self.data.parent_run_id = self.parent.run_id
+        for state in self.members:
+            if state.session is not None:
+                state.session.ctx.tags[PARENT_TAG] = self.parent.run_id  # for a member yet to make its run
+                self._adopt(state)
+
+    def _adopt(self, state: sev.MemberState) -> None:
+        """Make the member's MLflow run a child of the parent, once both exist (set_tag is idempotent)."""
+        if state.info.index in self._orphans and self.parent.run_id and state.info.mlflow_run_id:
+            self._orphans.discard(state.info.index)
+            self._adopting.add(asyncio.ensure_future(self.parent.adopt(state.info.mlflow_run_id)))
 
     def _parallelism(self) -> int:
         cfg = self.loaded.config
@@ -195,7 +222,9 @@ class Sweep:
     def _member_tags(self, info: MemberInfo) -> dict[str, str]:
         tags = {SWEEP_TAG: self.sweep_id, INDEX_TAG: str(info.index)}
         if self.parent.run_id:
-            tags["mlflow.parentRunId"] = self.parent.run_id
+            tags[PARENT_TAG] = self.parent.run_id
+        else:
+            self._orphans.add(info.index)
         tags.update({f"trainboard.sweep.{k}": v for k, v in info.values.items()})
         return tags
 
@@ -222,6 +251,7 @@ class Sweep:
                 self._update_delta(state)
             case ev.TrackingReady(mlflow_run_id=mlflow_run_id):
                 info.mlflow_run_id = mlflow_run_id
+                self._adopt(state)
             case ev.CostUpdated(cost=cost):
                 info.cost = cost
                 self._cost_moved()
@@ -279,9 +309,23 @@ class Sweep:
     def _changed(self, state: sev.MemberState, detail: str = "") -> None:
         state.version += 1
         info = state.info
+        self._save_soon()
+        self.bus.emit(sev.MemberChanged(info.index, info.status, info.stage, detail))
+
+    def _save_soon(self) -> None:
+        """Write the sweep record within SAVE_EVERY seconds (one write for a burst of changes)."""
+        if self._save_handle is None:
+            try:
+                self._save_handle = asyncio.get_running_loop().call_later(SAVE_EVERY, self._save_now)
+            except RuntimeError:  # no loop (a view's call outside it): now
+                self._save_now()
+
+    def _save_now(self) -> None:
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
         with contextlib.suppress(OSError):
             self.store.save(self.data)
-        self.bus.emit(sev.MemberChanged(info.index, info.status, info.stage, detail))
 
     def _stop_all(self, reason: str) -> None:
         self._stop_reason = self.data.reason = reason
@@ -300,7 +344,7 @@ class Sweep:
         with contextlib.suppress(Exception):  # the sweep's outcome does not hang on MLflow
             await self.parent.close(data)
         await self._report()
-        self.store.save(data)
+        self._save_now()
         self.bus.emit(sev.SweepFinished(int(code), data.status, data.best, data.reason))
         return code
 

@@ -38,11 +38,25 @@ class ParentRun:
         self.run_id = await tracking.call(tracking.create_run, f"{data.name}-{data.sweep_id}",
                                           {k: redact(v) for k, v in tags.items()}, params)
 
+    async def adopt(self, child: str) -> None:
+        """Make ``child`` (a member's MLflow run made before the parent existed) a child of the parent."""
+        try:
+            await self.tracking.call(_set_parent, self.tracking, child, self.run_id)
+        except TrackingError:
+            pass  # the member stays ungrouped in MLflow's UI; its sweep tags still name the sweep
+
     async def close(self, data: SweepData) -> None:
         """The best member's objective and run on the parent; the parent ended; the best member tagged."""
         if not self.run_id:
             return
         await self.tracking.call(_close, self.tracking, self.run_id, data)
+
+
+def _set_parent(tracking: Tracking, child: str, parent: str) -> None:
+    try:
+        tracking.client.set_tag(child, "mlflow.parentRunId", parent)
+    except Exception as exc:  # MLflow raises many kinds; all mean "unreachable"
+        raise TrackingError(f"MLflow at {tracking.tracking_uri}: {exc}") from exc
 
 
 def _close(tracking: Tracking, run_id: str, data: SweepData) -> None:
