@@ -116,18 +116,23 @@ class SweepScreen(Screen[None]):
         return [m.info.index for m in sorted(picked, key=sort_key(self.sort, self.sweep.data.goal))]
 
     def refresh_rows(self, rebuild: bool = False) -> None:
-        """Render what moved since the last call (everything when ``rebuild``)."""
+        """Render what moved since the last call (everything when ``rebuild``); nothing while
+        another screen is over this one (a question, a member's dashboard): it catches up after."""
+        events, self._inbox[:] = list(self._inbox), []
+        if not rebuild and self.app.screen is not self:
+            for event in events:
+                self._announce(event)  # the sweep's end is told over any screen
+            return
         members = self.sweep.members
         changed = {m.info.index for m in members if self._seen.get(m.info.index) != m.version}
-        events, self._inbox[:] = list(self._inbox), []
         best = best_so_far(self.sweep.data)
         if best != self.best:
             changed |= {i for i in (best, self.best) if i is not None}
             self.best = best
         if not (changed or events or rebuild):
             return
-        order = self._order() if (changed or rebuild) and (self.sort != "index" or self.filter or rebuild) \
-            else self.shown
+        resort = rebuild or (self.sort != "index" or bool(self.filter))  # the index order never moves
+        order = self._order() if resort else self.shown
         with self.app.batch_update():
             if rebuild or order != self.shown:
                 self._fill(order)
