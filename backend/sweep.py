@@ -32,6 +32,7 @@ from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.gitinfo import git_state, repo_root
 from trainboard.backend.redact import Redactor, mask_overrides
 from trainboard.backend.sweep_budget import CostCap
+from trainboard.backend.sweep_outputs import write_outputs
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
 from trainboard.backend.sweep_verdict import best_member, objective_of, sweep_exit, verdict_line
@@ -343,27 +344,11 @@ class Sweep:
         data.verdict = verdict_line(data.members, data.best, self.objective, self.loaded.config.compare.base)
         with contextlib.suppress(Exception):  # the sweep's outcome does not hang on MLflow
             await self.parent.close(data)
-        await self._report()
+        best = self.members[data.best].session if data.best is not None else None
+        await write_outputs(data, self.root, self.loaded, self.redact, best, self.bus.emit)
         self._save_now()
         self.bus.emit(sev.SweepFinished(int(code), data.status, data.best, data.reason))
         return code
-
-    async def _report(self) -> None:
-        """The sweep report, and its pull request when the config publishes (see sweep_report)."""
-        from trainboard.backend.runreport import draw_deferred_plot  # members leave their plots out
-
-        if self.data.best is not None and (best := self.members[self.data.best].session) is not None:
-            await draw_deferred_plot(best.ctx)
-        try:
-            from trainboard.backend.sweep_report import write_sweep_report
-        except ImportError:
-            return
-        try:
-            path = await asyncio.to_thread(write_sweep_report, self.data, self.root)
-        except Exception as exc:  # noqa: BLE001 - a report that fails is said, the verdict stands
-            self.bus.emit(ev.Notice(f"sweep report not written: {type(exc).__name__}: {exc}"))
-            return
-        self.data.report = str(path)
 
 
 def _texts(member: Member) -> list[str]:

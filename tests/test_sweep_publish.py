@@ -183,3 +183,33 @@ def test_in_a_pull_requests_ci_the_comment_goes_to_that_pull_request(swept: Path
     assert "### Metrics" in comments[0]["body"] and TOKEN not in comments[0]["body"]
     assert [(s["context"], s["state"]) for s in fake.statuses_for(sha)] == [("trainboard/tiny/f1", "success")]
     assert git(swept, "ls-remote", "origin", "refs/heads/trainboard/*") == ""
+
+
+def test_a_sweep_that_publishes_opens_one_pull_request_at_its_end(repo: Path, fake: FakeGitHub,
+                                                                  tmp_path: Path) -> None:
+    config = on_a_branch_with_origin(repo, fake, tmp_path)
+    config["github"] = {"publish": "always", "repo": fake.full_name, "api_url": fake.api_url,
+                        "web_url": fake.web_url}
+    (repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    git(repo, "commit", "-qam", "sweep")
+    proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "params.base_f1=0.5,0.7", "--set",
+                    "sweep.max_parallel=2"], cwd=repo, env=ENV)
+    assert proc.returncode == ExitCode.OK, proc.stdout[-3000:] + proc.stderr
+    assert list(fake.pulls) == [1] and len(fake.comments_on(1)) == 1  # one for the sweep, none a member
+    assert "note: pull request #1 opened" in proc.stdout
+    data = the_sweep(repo)
+    assert "# trainboard sweep: tiny" in fake.comments_on(1)[0]["body"]
+    records = {r.run_id: r for r in RunStore(repo / ".trainboard").all()}
+    assert records[data.best_member.run_id].pull_request.number == 1
+
+
+def test_a_sweep_that_must_publish_and_cannot_starts_nothing(repo: Path, fake: FakeGitHub, tmp_path: Path) -> None:
+    config = on_a_branch_with_origin(repo, fake, tmp_path)
+    config["github"] = {"publish": "always", "repo": fake.full_name, "api_url": fake.api_url}
+    (repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    git(repo, "commit", "-qam", "sweep")
+    env = {k: v for k, v in ENV.items() if k != "GITHUB_TOKEN"}
+    proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "params.base_f1=0.5,0.7"], cwd=repo, env=env)
+    assert proc.returncode == ExitCode.CONFIG_ERROR, proc.stdout + proc.stderr
+    assert "github.publish" in proc.stderr and "the sweep's pull request cannot be published" in proc.stderr
+    assert not (repo / ".trainboard" / "runs").exists() and not fake.pulls

@@ -104,15 +104,19 @@ def _run_sweep(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     from trainboard.backend.exitcodes import ExitCode
     from trainboard.backend.gitinfo import repo_root
     from trainboard.backend.sweep import Sweep
+    from trainboard.backend.sweep_outputs import check_publishing
     from trainboard.backend.sweep_spec import plan
 
     root = repo_root(loaded.path.resolve().parent)
     try:
         members, configs = plan(loaded, args.sweeps, root)
+        sweep = Sweep(loaded, members, configs, root=root)
+        note = check_publishing(sweep.data, root, loaded)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
-    sweep = Sweep(loaded, members, configs, root=root)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if args.no_tui:
         import asyncio
 
