@@ -99,6 +99,17 @@ def make_tiny_repo(repo: Path, files: dict[str, str] | None = None) -> Path:
     return repo
 
 
+def make_example_repo(repo: Path) -> Path:
+    """A git repository on main holding the bundled example (examples/ and sample_params.yaml), committed."""
+    repo.mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(ROOT / "examples"), str(ROOT / "sample_params.yaml"), str(repo)], check=True)
+    (repo / ".gitignore").write_text(".trainboard/\ndata/\nmodel/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@e.st", "-c", "user.name=T", "commit", "-q", "-m", "example")
+    return repo
+
+
 @pytest.fixture(scope="session")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store with its schema made, once per test session.

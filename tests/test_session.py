@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_CONFIG, git, interrupt_run, run_acting_at, run_cli
+from tests.conftest import TINY_CONFIG, git, interrupt_run, make_example_repo, run_acting_at, run_cli
 from trainboard.backend import events as ev
 from trainboard.backend.config import load_config
 from trainboard.backend.events import Stage, StageState
@@ -197,13 +196,7 @@ def test_workdir_missing_is_a_config_error_that_starts_nothing(tiny_repo: Path) 
 @pytest.mark.slow
 def test_the_real_example_trains_minilm(tmp_path: Path) -> None:
     """The bundled example, end to end, on a tiny slice: real MiniLM, real MLflow."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    subprocess.run(["cp", "-r", str(ROOT / "examples"), str(ROOT / "sample_params.yaml"), str(repo)], check=True)
-    (repo / ".gitignore").write_text(".trainboard/\ndata/\nmodel/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=t@e.st", "-c", "user.name=T", "commit", "-q", "-m", "example")
+    repo = make_example_repo(tmp_path / "project")
     proc = run_cli(["run", "sample_params.yaml", "--no-tui", "--set", "params.max_train_samples=48",
                     "--set", "params.max_eval_samples=48"], cwd=repo, timeout=600)
     assert proc.returncode in (ExitCode.OK, ExitCode.GATE_FAILED), proc.stdout[-3000:] + proc.stderr

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, git, run_cli
+from conftest import make_example_repo, run_cli
 
 from trainboard.backend.config import load_config
 from trainboard.backend.exitcodes import ExitCode
@@ -152,13 +151,7 @@ def test_a_min_goal_picks_the_lowest() -> None:
 @pytest.mark.slow
 def test_a_sweep_of_the_example_job(tmp_path: Path) -> None:
     """Four members of the bundled example (real MiniLM, tiny slices), two at a time."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    subprocess.run(["cp", "-r", str(ROOT / "examples"), str(ROOT / "sample_params.yaml"), str(repo)], check=True)
-    (repo / ".gitignore").write_text(".trainboard/\ndata/\nmodel/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=t@e.st", "-c", "user.name=T", "commit", "-q", "-m", "example")
+    repo = make_example_repo(tmp_path / "project")
     tiny = ["params.max_train_samples=32", "params.max_eval_samples=32", "params.eval_slice=16",
             "params.max_length=16", "sweep.max_parallel=2"]
     args = ["run", "sample_params.yaml", "--no-tui", "--sweep", "params.learning_rate=1e-4,5e-5",

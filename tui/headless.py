@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -263,18 +263,24 @@ class HeadlessView:
 
 
 async def run_headless(session: Session) -> ExitCode:
-    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions(),
-                                   stopped_by=lambda: session.record.info.stopped_by if session.record else ""))
+    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions()))
+    return await until_signalled(session.run(), session.cancel, "teardown in progress")
+
+
+async def until_signalled(run: Coroutine[Any, Any, ExitCode], cancel: Callable[[str], bool],
+                          stopping: str) -> ExitCode:
+    """Await ``run``; SIGINT, SIGTERM and SIGHUP meanwhile ``cancel("interrupted by SIGTERM")``
+    (a second one is said on stderr: ``stopping``)."""
     loop = asyncio.get_running_loop()
 
     def stop(name: str) -> None:
-        if not session.cancel(f"interrupted by {name}"):
-            print(f"{name}: already stopping, teardown in progress", file=sys.stderr)
+        if not cancel(f"interrupted by {name}"):
+            print(f"{name}: already stopping, {stopping}", file=sys.stderr)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop, sig.name)
     try:
-        return await session.run()
+        return await run
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

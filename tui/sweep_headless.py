@@ -10,8 +10,6 @@ interleaving N logs on one stdout would help nobody.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 import time
 
@@ -139,17 +137,7 @@ def member_table(data: SweepData) -> Table:
 
 
 async def run_sweep_headless(sweep: Sweep) -> ExitCode:
+    from trainboard.tui.headless import until_signalled
+
     sweep.subscribe(SweepHeadless(sweep, github_actions=ci.in_github_actions()))
-    loop = asyncio.get_running_loop()
-
-    def stop(name: str) -> None:
-        if not sweep.cancel(f"interrupted by {name}"):
-            print(f"{name}: already stopping, every member is tearing down", file=sys.stderr)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop, sig.name)
-    try:
-        return await sweep.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+    return await until_signalled(sweep.run(), sweep.cancel, "every member is tearing down")
