@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from tests.pilot_support import wait_until
 from trainboard.backend.config import load_config
@@ -19,6 +20,7 @@ from trainboard.backend.store import RunStore
 from trainboard.backend.sweep import Sweep
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, SweepStore
 from trainboard.backend.sweep_spec import plan
+from trainboard.tui.screens.help import HelpScreen
 from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.screens.sweep_member import MemberScreen
 from trainboard.tui.sweep_app import SweepApp, make_sweep_app
@@ -155,6 +157,14 @@ async def test_slash_filters_the_rows_and_o_sorts_them(repo: Path) -> None:
         assert [r[1] for r in rows(app)] == ["0.7", "0.6", "0.5"]
         await pilot.press("o", "o")  # status, then back to index
         assert [r[1] for r in rows(app)] == ["0.5", "0.7", "0.6"]
+
+        await pilot.press("question_mark")  # help: the sweep's keys and a member's, from their bindings
+        assert isinstance(app.screen, HelpScreen)
+        shown = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        for expected in ("Sweep dashboard", "Stop member", "Cancel sweep", "Filter", "Sort", "Open member",
+                         "Sweep member", "Back to sweep"):
+            assert expected in shown, expected
+        await pilot.press("escape")
         await pilot.press("q")
     assert app.return_code == sweep.data.exit_code
 
