@@ -112,6 +112,25 @@ async def test_cancel_stops_every_member_and_launches_no_more(repo: Path) -> Non
     assert parent.info.status == "KILLED"
 
 
+def test_headless_in_github_actions_puts_the_table_and_the_best_report_in_the_step_summary(repo: Path) -> None:
+    summary = repo.parent / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    sweeps = ["--sweep", "params.base_f1=0.5,0.7", "--sweep", "params.exit_code=0,3"]
+    proc = run_cli(["run", "tb.yaml", "--no-tui", *sweeps], cwd=repo, env=env)
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    out = proc.stdout
+    # One line a member state change, prefixed with its varied values.
+    assert "[params.base_f1=0.5 params.exit_code=3] job-failed: the job exited with code 3" in out
+    assert "[params.base_f1=0.7 params.exit_code=0] succeeded: f1 0.9000" in out
+    assert "best: params.base_f1=0.7 params.exit_code=0 · f1 0.9000" in out
+    assert "finished: sweep succeeded" in out and "(exit 0, OK)" in out
+    (data,) = SweepStore(repo / ".trainboard").all()
+    text = summary.read_text()
+    best = data.members[data.best]
+    assert all(m.run_id in text for m in data.members) and "job-failed" in text
+    assert "Best member" in text and best.run_id in text
+
+
 def test_a_bad_value_in_one_member_starts_nothing(repo: Path) -> None:
     proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "mlflow.poll_interval=0.5,-1"], cwd=repo)
     assert proc.returncode == ExitCode.CONFIG_ERROR, proc.stdout + proc.stderr

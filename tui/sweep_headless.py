@@ -93,11 +93,10 @@ class SweepHeadless:
             self._summarise()
 
     def _summarise(self) -> None:
-        try:
-            from trainboard.backend.sweep_report import sweep_step_summary
-        except ImportError:
-            return
-        ci.append_step_summary(sweep_step_summary(self.sweep.data, self.sweep.root))
+        """The member table and the best member's report on the job's summary page."""
+        from trainboard.backend.sweep_report import append_sweep_step_summary
+
+        append_sweep_step_summary(self.sweep.data, self.sweep.root, self.sweep.redact)
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False)
