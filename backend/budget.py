@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainboard.backend.config_schema import Ec2RunnerConfig
-from trainboard.backend.runners.ec2.pricing import ON_DEMAND_PRICES
 
 if TYPE_CHECKING:
     from trainboard.backend import events as ev
@@ -38,6 +37,8 @@ def hourly_price(config: RunConfig) -> float | None:
         return runner.hourly_price
     if runner.market == "spot" and runner.max_price is not None:
         return runner.max_price
+    from trainboard.backend.runners.ec2.pricing import ON_DEMAND_PRICES  # the ec2 package loads boto3
+
     return ON_DEMAND_PRICES.get(runner.instance_type)
 
 

@@ -104,7 +104,14 @@ class Sweep:
         if state.info.status == QUEUED:
             self._set_status(state, SKIPPED, reason=reason)
             return True
-        return state.session is not None and state.session.cancel(reason)
+        return self._cancel_member(state, reason)
+
+    def _cancel_member(self, state: sev.MemberState, reason: str) -> bool:
+        """Stop a running member (it tears down); its record says why."""
+        if state.session is None or state.info.status != RUNNING or not state.session.cancel(reason):
+            return False
+        state.session.ctx.save_record(stopped_by=reason)
+        return True
 
     @property
     def running(self) -> list[sev.MemberState]:
@@ -333,8 +340,8 @@ class Sweep:
         for state in self.members:
             if state.info.status == QUEUED:
                 self._set_status(state, SKIPPED, reason=reason)
-            elif state.session is not None and state.info.status == RUNNING and state.session.cancel(reason):
-                state.session.ctx.save_record(stopped_by=reason)  # the member's record says why
+            else:
+                self._cancel_member(state, reason)
 
     async def _finish(self) -> ExitCode:
         data = self.data

@@ -128,6 +128,10 @@ def _run_sweep(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     app = make_sweep_app(sweep)
     app.run()
     code = int(app.return_code if app.return_code is not None else ExitCode.INTERRUPTED)
+    if app.return_code is not None and app.return_code != app.exited_with:
+        # Textual's own exit after an exception in the app (1, which would read as "gate failed").
+        print("error: the sweep dashboard failed unexpectedly; every member was torn down", file=sys.stderr)
+        code = int(ExitCode.INFRA_ERROR)
     from trainboard.tui.console import output_console
     from trainboard.tui.sweep_headless import print_ending
 

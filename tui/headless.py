@@ -263,7 +263,8 @@ class HeadlessView:
 
 
 async def run_headless(session: Session) -> ExitCode:
-    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions()))
+    session.subscribe(HeadlessView(follow=set(session.config.metrics), github_actions=ci.in_github_actions(),
+                                   stopped_by=lambda: session.record.info.stopped_by if session.record else ""))
     return await until_signalled(session.run(), session.cancel, "teardown in progress")
 
 
