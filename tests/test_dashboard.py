@@ -127,6 +127,7 @@ async def test_local_run_shows_runner_fields_plot_help_palette_and_a_disabled_pu
         for expected in ("Run dashboard", "Cancel run", "Runs", "Plot", "Help", "Quit dialog", "Detach",
                          "Stop and quit", "Runs screen", "Open run", "Command palette"):
             assert expected in shown, expected
+        assert "Sweep dashboard" not in shown and "Stop member" not in shown  # a sweep's screens: its help only
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

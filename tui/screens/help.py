@@ -88,6 +88,9 @@ def binding_groups(app: App[object]) -> list[Group]:
     groups.append((title_of(type(app)), [row for row in rows(app, own_bindings(type(app))) if row not in listed]))
     groups += widget_groups
     for screen_cls in screen_classes():
+        only_in = getattr(screen_cls, "HELP_APPS", ())  # the apps that show the screen; () = every one
+        if only_in and type(app).__name__ not in only_in:
+            continue
         found = rows(app, own_bindings(screen_cls))
         answers = getattr(screen_cls, "ANSWERS", ())  # a question's answers, picked by their keys
         found += [(answer.key, answer.label) for answer in answers]

@@ -40,6 +40,7 @@ KEPT_SCREENS = 3  # members' run dashboards kept for enter again
 class SweepScreen(Screen[None]):
     """Every member of ``sweep`` at a glance."""
 
+    HELP_APPS = ("SweepApp",)  # the run dashboard's help does not list it
     HELP_ORDER = 40
     HELP_TITLE = "Sweep dashboard"
     DEFAULT_CSS = """

@@ -20,6 +20,7 @@ from trainboard.tui.widgets import ConfirmScreen
 
 
 class MemberScreen(RunScreen):
+    HELP_APPS = ("SweepApp",)  # the run dashboard's help does not list it
     HELP_ORDER = 41
     HELP_TITLE = "Sweep member (enter on the sweep)"
     BINDINGS = [
