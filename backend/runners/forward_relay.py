@@ -21,6 +21,7 @@ In RUN_FOLDER:
     relay.undelivered   "gave-up <time>" for a job connection given up (no forward for --wait s),
                         "delivered <time>" for the first one that got through after that
     job.pid, job.exit   the job's: the relay ends once the job has ended
+    relay.stop          written by trainboard's teardown: the relay ends (within POLL seconds)
 
 While no forward answers (the connection is being re-established, or
 trainboard is gone until ``trainboard attach``), a new connection waits, up to
@@ -62,8 +63,9 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def job_over(folder: str, started: float) -> bool:
-    """The job has ended (its exit code written, or its process group gone), or never came."""
-    if os.path.exists(os.path.join(folder, "job.exit")):
+    """The job has ended (its exit code written, or its process group gone), or never came,
+    or trainboard tore the run down (relay.stop: also when this relay started after that)."""
+    if os.path.exists(os.path.join(folder, "job.exit")) or os.path.exists(os.path.join(folder, "relay.stop")):
         return True
     try:
         with open(os.path.join(folder, "job.pid")) as fh:

@@ -242,6 +242,8 @@ class Ec2Runner:
         pending = self._ctx.aws.close()  # no creating call can start from now on
         ssh, self._ssh = self._ssh, None
         if ssh is not None:
+            with contextlib.suppress(Exception):  # the instance ends it too; on a host that outlives it, not
+                await asyncio.wait_for(ssh.forwards.stop_relay(), 15)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ssh.detach(), 15)
         problems = await teardown.tear_down(self._ctx, pending, self.terminate_timeout)

@@ -31,6 +31,7 @@ class Forwards:
         self._listeners: dict[int, asyncssh.SSHListener] = {}
         self._reforwards: set[asyncio.Task[None]] = set()
         self._relay_port = 0  # the relay's port on the host (0: no relay, the job uses the forward itself)
+        self._relay_started = False  # a relay was (perhaps) started: teardown ends it
         link.on_connect.append(self._reforward_all)
         link.on_drop.append(self._listeners.clear)
 
@@ -51,6 +52,7 @@ class Forwards:
         """
         if port in self._forwards:
             return self._relay_port or self._forwards[port]
+        self._relay_started = True  # from here a relay may run on the host, even if the answer never comes
         self._relay_port = await self._start_relay()
         listener = await self.link.retry(lambda conn: self._listen(conn, port, 0))
         remote = listener.get_port()
@@ -92,6 +94,7 @@ class Forwards:
         q = shlex.quote
         script = (
             f"cd {q(self.link.run_folder)} || exit 97\n"
+            "rm -f relay.stop\n"  # a run attached again after a teardown's stop
             f"cat > {RELAY_SOURCE}.tmp && mv -f {RELAY_SOURCE}.tmp {RELAY_SOURCE} || exit 96\n"
             "if [ -s relay.pid ] && kill -0 \"$(cat relay.pid)\" 2>/dev/null && [ -s relay.port ]; then\n"
             f"  printf '{MARK}relay=%s\\n' \"$(cat relay.port)\"; exit 0\n"
@@ -176,6 +179,9 @@ class Forwards:
         return since
 
     async def stop_relay(self) -> None:
-        """End the run's relay (it also ends by itself once the job has)."""
-        if self._relay_port:
-            await self.link.in_run_folder_quietly('[ -s relay.pid ] && kill -TERM "$(cat relay.pid)" 2>/dev/null\n')
+        """End the run's relay (it also ends by itself once the job has); also one whose start was cut
+        short by a cancel, before its port was read back (it would wait for a job that never comes)."""
+        if self._relay_port or self._relay_started:
+            # relay.stop: a relay whose start a cancel cut short may write its pid only after this
+            await self.link.in_run_folder_quietly(
+                'touch relay.stop; [ -s relay.pid ] && kill -TERM "$(cat relay.pid)" 2>/dev/null\n')
