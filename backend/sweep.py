@@ -35,7 +35,7 @@ from trainboard.backend.sweep_budget import CostCap
 from trainboard.backend.sweep_outputs import write_outputs
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
-from trainboard.backend.sweep_verdict import best_member, objective_of, sweep_exit, verdict_line
+from trainboard.backend.sweep_verdict import RESULT_STATUSES, best_member, objective_of, sweep_exit, verdict_line
 from trainboard.backend.tracking import TrackingError
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ class Sweep:
                 self._take_comparison(info, Comparison.from_dict(record.comparison))
             if record.stopped_by:
                 info.reason = record.stopped_by
-            elif record.errors:
+            elif record.errors and status not in RESULT_STATUSES:  # a result's teardown note is no reason
                 info.reason = record.errors[-1].message
         if code is ExitCode.INTERRUPTED and not info.reason:
             info.reason = session.state.outcome.cancel_reason
