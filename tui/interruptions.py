@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import App
@@ -19,6 +20,24 @@ from trainboard.tui.dashboard_base import DashboardBase
 
 # Signals that stop the run cleanly: teardown runs, then the app exits.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def install_stop_signals(handler: Callable[[signal.Signals], None], installed: list[signal.Signals]) -> None:
+    """``handler(sig)`` on each of STOP_SIGNALS, in the running loop; those installed go into ``installed``."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, handler, sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread, or no signals on this platform
+        installed.append(sig)
+
+
+def remove_stop_signals(installed: list[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in installed:
+        loop.remove_signal_handler(sig)
+    installed.clear()
 
 
 class Interruptions(DashboardBase):
@@ -33,19 +52,10 @@ class Interruptions(DashboardBase):
             save_traceback(error, [self.session.run_dir / TRACEBACK_FILE], self.session.redact)
 
     def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (ValueError, RuntimeError, NotImplementedError):
-                continue  # not the main thread, or no signals on this platform
-            self._signals.append(sig)
+        install_stop_signals(self._on_signal, self._signals)
 
     def _remove_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
-        self._signals.clear()
+        remove_stop_signals(self._signals)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGTERM (and SIGHUP, SIGINT): stop the job, tear down, then exit."""

@@ -12,7 +12,6 @@ cancels it and waits for every member's teardown.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from textual.worker import Worker, WorkerState
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.sweep import Sweep
 from trainboard.tui.compat_textual import UnhandledErrorHook
-from trainboard.tui.interruptions import STOP_SIGNALS, leave_terminal, release_terminal
+from trainboard.tui.interruptions import install_stop_signals, leave_terminal, release_terminal, remove_stop_signals
 from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.widgets import ConfirmScreen
 
@@ -60,22 +59,14 @@ class SweepApp(UnhandledErrorHook, App[int]):
         return self.main
 
     def on_mount(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (ValueError, RuntimeError, NotImplementedError):
-                continue  # not the main thread, or no signals on this platform
-            self._signals.append(sig)
+        install_stop_signals(self._on_signal, self._signals)
         self.call_after_refresh(self._start)
 
     def _start(self) -> None:
         self._run = self.run_worker(self.sweep.run(), name="sweep", group="sweep", exit_on_error=False)
 
     async def on_unmount(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
+        remove_stop_signals(self._signals)
         if self.outcome is None:
             # Going away mid-sweep (a crash, or told to exit): cancel, and wait for each member's
             # teardown here, which the closing event loop would cut short.
