@@ -16,32 +16,25 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from trainboard.backend.tracking import SWEEP_TAG, Baseline
+from trainboard.backend.tracking import Baseline
 
 if TYPE_CHECKING:
     from trainboard.backend.stages.base import RunContext
 
-_Key = tuple[str, str, str, str, tuple[str, ...]]
-_lookups: dict[_Key, asyncio.Future[Baseline | None]] = {}
-
-
-def _key(ctx: RunContext, tracking_uri: str) -> _Key | None:
-    sweep_id = ctx.tags.get(SWEEP_TAG, "")
-    if not sweep_id:
-        return None
-    cfg = ctx.config
-    return sweep_id, tracking_uri, cfg.mlflow.experiment, cfg.compare.base, tuple(sorted(cfg.metrics))
+Lookups = dict[tuple[str, str, str, tuple[str, ...]], "asyncio.Future[Baseline | None]"]
+"""A sweep's baseline lookups (the Sweep owns one, each member's RunContext holds it)."""
 
 
 async def shared_baseline(ctx: RunContext, tracking_uri: str,
                           find: Callable[[], Awaitable[Baseline | None]]) -> Baseline | None:
     """``find()``'s answer; for a sweep's member, the answer of the sweep's one lookup."""
-    key = _key(ctx, tracking_uri)
-    if key is None:
+    lookups = ctx.shared_lookups
+    if lookups is None:
         return await find()
-    lookup = _lookups.get(key)
+    cfg = ctx.config
+    key = (tracking_uri, cfg.mlflow.experiment, cfg.compare.base, tuple(sorted(cfg.metrics)))
+    lookup = lookups.get(key)
     if lookup is None or (lookup.done() and (lookup.cancelled() or lookup.exception() is not None)):
-        lookup = _lookups[key] = asyncio.ensure_future(find())  # a task of its own: one member's cancel
+        lookup = lookups[key] = asyncio.ensure_future(find())  # a task of its own: one member's cancel
         # does not cancel the others' answer
     return await asyncio.shield(lookup)
-

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from trainboard.backend.runners import Runner
     from trainboard.backend.runners.base import Capabilities
     from trainboard.backend.store import RunStore
+    from trainboard.backend.sweep_shared import Lookups
 
 
 class StageStep(Protocol):
@@ -50,6 +51,7 @@ class RunContext:
     stop: Callable[[str], bool] | None = None  # Session.cancel: the run stopped from inside (the cost cap)
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow run tags (a sweep member's parent, values)
     record_extra: dict[str, Any] = field(default_factory=dict)  # extra record keys at creation (its sweep)
+    shared_lookups: Lookups | None = None  # a sweep member's: the sweep's one baseline lookup (sweep_shared)
 
     @property
     def config(self) -> RunConfig:
