@@ -53,6 +53,7 @@ class TrackingState:
 
     client: Tracking | None = None
     mlflow_run_id: str = ""
+    run_tags: dict[str, str] = field(default_factory=dict)  # what the run was created with
     opening: asyncio.Task[None] | None = None  # the MLflow run being created (during provision and sync)
     server: LocalTrackingServer | None = None  # serves the local store to a remote job
     server_task: asyncio.Task[None] | None = None
@@ -98,6 +99,7 @@ class RunState:
     resumed_at: dict[Stage, float] = field(default_factory=dict)  # attach: when a stage began before
     returned_files: dict[str, Path] = field(default_factory=dict)  # brought back into the checkout (DVC)
     record_unwritable: bool = False  # a record write failed (said once; teardown goes on)
+    record_save_due: bool = False  # a stage's state waits for the write at the loop's next turn
 
 
 def _cursor() -> MetricCursor:

@@ -41,7 +41,7 @@ from trainboard.backend.stages.report import ReportStage
 from trainboard.backend.stages.sync import SyncStage
 from trainboard.backend.stages.train import TrainStage
 from trainboard.backend.store import RunRecord, RunStore, new_run_id
-from trainboard.backend.sweep_shared import Lookups
+from trainboard.backend.sweep_shared import Shared
 from trainboard.backend.teardown import teardown
 from trainboard.backend.tracking import TrackingError, limit_http_client
 
@@ -70,10 +70,10 @@ def failure_message(exc: BaseException) -> str | None:
 class Session:
     def __init__(self, loaded: LoadedConfig, *, root: Path | None = None, run_id: str | None = None,
                  hooks: list[Hook] | None = None, tags: dict[str, str] | None = None,
-                 record_extra: dict[str, Any] | None = None, shared_lookups: Lookups | None = None) -> None:
+                 record_extra: dict[str, Any] | None = None, shared: Shared | None = None) -> None:
         """``hooks``: the integrations (default: every configured one); ``tags`` and ``record_extra``:
         extra MLflow tags and record keys (a sweep's member: its parent run, its values);
-        ``shared_lookups``: a sweep's baseline lookup, shared by its members (sweep_shared)."""
+        ``shared``: what a sweep's members look up once for all (sweep_shared)."""
         root = root or repo_root(loaded.path.resolve().parent)
         # Secret values (env vars named like TOKEN/SECRET/KEY, config keys named like token or
         # password) never reach a view, the report or a file.
@@ -81,7 +81,7 @@ class Session:
         self.ctx = RunContext(loaded=loaded, root=root, store=RunStore(root / ".trainboard"),
                               run_id=run_id or new_run_id(), redact=redact,
                               hooks=configured_hooks() if hooks is None else hooks, tags=dict(tags or {}),
-                              record_extra=dict(record_extra or {}), shared_lookups=shared_lookups)
+                              record_extra=dict(record_extra or {}), shared=shared)
         self.root, self.store, self.run_id, self.bus = root, self.ctx.store, self.ctx.run_id, self.ctx.bus
         self.state = self.ctx.state
         self.ctx.stop = self.cancel  # the cost cap stops the run as a cancel (trainboard.backend.budget)

@@ -35,7 +35,7 @@ from trainboard.backend.sweep_budget import CostCap
 from trainboard.backend.sweep_outputs import write_outputs
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
-from trainboard.backend.sweep_shared import Lookups
+from trainboard.backend.sweep_shared import Shared
 from trainboard.backend.sweep_verdict import RESULT_STATUSES, best_member, objective_of, sweep_exit, verdict_line
 from trainboard.backend.tracking import TrackingError
 
@@ -81,7 +81,7 @@ class Sweep:
         self._orphans: set[int] = set()  # members made before the parent run existed
         self._adopting: set[asyncio.Future[None]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
-        self._lookups: Lookups = {}  # the members' one baseline lookup (sweep_shared)
+        self._shared = Shared()  # what the members look up once for all (sweep_shared)
 
     # ------------------------------------------------------------------ API for views
 
@@ -161,6 +161,9 @@ class Sweep:
         """Make the member's MLflow run a child of the parent, once both exist (set_tag is idempotent)."""
         if state.info.index in self._orphans and self.parent.run_id and state.info.mlflow_run_id:
             self._orphans.discard(state.info.index)
+            assert state.session is not None
+            if state.session.state.tracking.run_tags.get(PARENT_TAG) == self.parent.run_id:
+                return  # the parent came before the member made its run: a child already
             self._adopting.add(asyncio.ensure_future(self.parent.adopt(state.info.mlflow_run_id)))
 
     def _parallelism(self) -> int:
@@ -207,7 +210,7 @@ class Sweep:
         loaded = _on_host(state.loaded, host) if host else state.loaded
         info = state.info
         session = Session(loaded, root=self.root, run_id=self._member_run_id(), hooks=_member_hooks(),
-                          tags=self._member_tags(info), shared_lookups=self._lookups,
+                          tags=self._member_tags(info), shared=self._shared,
                           record_extra={"sweep": member_link(self.sweep_id, info.index, info.values)})
         state.session, info.run_id, info.started_at = session, session.run_id, time.time()
         session.subscribe(lambda event: self._on_member_event(state, event))

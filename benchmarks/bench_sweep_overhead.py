@@ -10,7 +10,8 @@ one metric: ``--job line`` (default) prints a `trainboard:metric f1=... step=1`
 line (trainboard logs it to MLflow); ``--job mlflow`` imports MLflow and logs it
 itself (what a job had to do before the metric lines, ~2 CPU-s a member).
 
-Prints the sweep's wall time; the ideal, N x the job's own time / M (the job
+The interpreter keeps its bytecode caches, as a user's does (a warm-up import writes
+them first). Prints the sweep's wall time; the ideal, N x the job's own time / M (the job
 alone, median of 3, measured in the same run); their ratio (goal <= 1.3); the
 same N jobs run M at a time by a bare process pool (the machine's own floor,
 also measured in the same run); and trainboard's own CPU seconds and peak RSS
@@ -110,7 +111,18 @@ def make_repo(where: Path, job: str, seconds: float) -> Path:
 def job_env() -> dict[str, str]:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
     env.pop("GITHUB_ACTIONS", None)
+    # As a user's interpreter does, keep the modules' bytecode (a shell that sets
+    # PYTHONDONTWRITEBYTECODE makes every start compile what lacks it from source).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def warm_up(code: str) -> None:
+    """Import what the sweep imports once, writing the bytecode caches a first run writes."""
+    imports = ("import trainboard.tui.cli, trainboard.backend.sweep, trainboard.tui.sweep_headless, "
+               "trainboard.backend.stages, mlflow.tracking, mlflow.store.tracking.sqlalchemy_store, "
+               "hydra.core.override_parser.overrides_parser")
+    subprocess.run([sys.executable, "-c", imports], env=dict(job_env(), PYTHONPATH=code or str(ROOT)), check=True)
 
 
 def job_alone(repo: Path, seconds: float) -> float:
@@ -200,6 +212,7 @@ def main() -> int:
             alone = job_alone(line, args.seconds)
         floor = bare_pool(repo if args.job == "line" else line, args.members, args.parallel, args.seconds)
         profile = os.path.abspath(args.profile) if args.profile else ""
+        warm_up(os.path.abspath(args.code) if args.code else "")
         wall, usage, out, began = run_sweep(repo, args.members, args.parallel, profile, os.path.abspath(args.code)
                                      if args.code else "")
         note, *where = check_sweep(repo, args.members, out, began)

@@ -340,6 +340,42 @@ def test_a_call_left_hanging_never_holds_the_process_at_exit() -> None:
     assert took < 5, took
 
 
+def test_calls_reuse_idle_threads_and_a_stuck_call_holds_only_its_own() -> None:
+    """Calls run on daemon threads kept between calls (a thousand calls start a handful of
+    threads, not a thousand); a call stuck in its thread never delays the next one, which gets
+    a thread of its own; an idle thread ends after IDLE_SECONDS."""
+    import asyncio
+    import threading
+
+    from trainboard.backend import tracking_calls
+    from trainboard.backend.tracking import in_thread
+
+    async def main() -> tuple[set[int], float, int]:
+        idents = {await in_thread(threading.get_ident) for _ in range(1000)}
+        release = threading.Event()
+        stuck = asyncio.ensure_future(in_thread(release.wait, 30))
+        began = time.monotonic()
+        other = await in_thread(threading.get_ident, timeout=5)
+        took = time.monotonic() - began
+        release.set()
+        assert await stuck is True
+        return idents | {other}, took, threading.active_count()
+
+    saved = tracking_calls._Workers.IDLE_SECONDS
+    tracking_calls._Workers.IDLE_SECONDS = 0.5
+    try:
+        before = threading.active_count()
+        idents, took, during = asyncio.run(main())
+        assert len(idents) <= 3, len(idents)  # one thread served the thousand, one more while one was stuck
+        assert took < 1.0, took
+        deadline = time.monotonic() + 10
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before < during, (before, during)
+    finally:
+        tracking_calls._Workers.IDLE_SECONDS = saved
+
+
 def test_jobs_keep_mlflows_generous_retries_while_trainboards_own_calls_are_short(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """trainboard's own requests: one try, REQUEST_TIMEOUT s; a job gets the user's values,

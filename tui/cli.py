@@ -91,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG_ERROR
+    if args.no_tui:
+        prefetch(loaded.config.mlflow.tracking_uri)  # a SQLite store's modules too
     if args.sweeps or loaded.config.sweep.params:
         return _run_sweep(loaded, args)
     from trainboard.backend.session import Session

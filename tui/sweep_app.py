@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.sweep import Sweep
 from trainboard.tui.compat_textual import UnhandledErrorHook
+from trainboard.tui.heap import SETTLE_SECONDS, HeapSettler
 from trainboard.tui.interruptions import install_stop_signals, leave_terminal, release_terminal, remove_stop_signals
 from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.widgets import ConfirmScreen
@@ -50,6 +51,7 @@ class SweepApp(UnhandledErrorHook, App[int]):
         self._exit_when_done = False
         self._signals: list[signal.Signals] = []
         self._quiet_input: int | None = None  # after a hang-up (see interruptions.leave_terminal)
+        self.heap = HeapSettler()  # short garbage-collector pauses (see trainboard.tui.heap)
 
     @property
     def running(self) -> bool:
@@ -64,9 +66,12 @@ class SweepApp(UnhandledErrorHook, App[int]):
 
     def _start(self) -> None:
         self._run = self.run_worker(self.sweep.run(), name="sweep", group="sweep", exit_on_error=False)
+        self.heap.settle()
+        self.set_interval(SETTLE_SECONDS, self.heap.settle)  # again once the members' imports are done
 
     async def on_unmount(self) -> None:
         remove_stop_signals(self._signals)
+        self.heap.release()
         if self.outcome is None:
             # Going away mid-sweep (a crash, or told to exit): cancel, and wait for each member's
             # teardown here, which the closing event loop would cut short.

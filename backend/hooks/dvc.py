@@ -20,6 +20,7 @@ from trainboard.backend.hooks.base import BaselineLookup, Hook
 from trainboard.backend.jobs import job_spec, run_job
 from trainboard.backend.metricfeed import add_points
 from trainboard.backend.stages.base import RunContext
+from trainboard.backend.sweep_shared import once
 from trainboard.backend.tracking import Baseline
 
 
@@ -32,7 +33,7 @@ class DvcHook(Hook):
         """Before anything starts: the repository's dvc.yaml, the outputs and the remote make sense."""
         cfg = ctx.config
         try:
-            project = dvc.scan_project(ctx.root)
+            project = once(ctx, ("dvc project", ctx.root), lambda: dvc.scan_project(ctx.root))
         except dvc.DvcError as exc:
             raise ConfigError(f"dvc.yaml: {exc}", file=str(ctx.root / "dvc.yaml"),
                               fix="fix the dvc.yaml (`dvc status` shows what DVC thinks of it)") from None

@@ -7,6 +7,7 @@ plan of them in order; stage modules never import each other.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from trainboard.backend.runners import Runner
     from trainboard.backend.runners.base import Capabilities
     from trainboard.backend.store import RunStore
-    from trainboard.backend.sweep_shared import Lookups
+    from trainboard.backend.sweep_shared import Shared
 
 
 class StageStep(Protocol):
@@ -51,7 +52,7 @@ class RunContext:
     stop: Callable[[str], bool] | None = None  # Session.cancel: the run stopped from inside (the cost cap)
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow run tags (a sweep member's parent, values)
     record_extra: dict[str, Any] = field(default_factory=dict)  # extra record keys at creation (its sweep)
-    shared_lookups: Lookups | None = None  # a sweep member's: the sweep's one baseline lookup (sweep_shared)
+    shared: Shared | None = None  # a sweep member's: what the sweep looks up once for all (sweep_shared)
 
     @property
     def config(self) -> RunConfig:
@@ -113,6 +114,7 @@ class RunContext:
         record = self.state.record
         if record is None:
             return False
+        self.state.record_save_due = False  # this write takes every change
         try:
             record.update(**fields)
             return True
@@ -126,6 +128,7 @@ class RunContext:
     def update_record(self, **fields: Any) -> None:
         """Write the record; a failure stops the stage (where the record is the run's memory)."""
         assert self.state.record is not None
+        self.state.record_save_due = False
         self.state.record.update(**fields)
 
     # ------------------------------------------------------------------ stage bookkeeping
@@ -161,4 +164,21 @@ class RunContext:
         if record is None:
             return
         record.set_stage(stage.value, state, detail, round(elapsed, 3), self.state.stage_started.get(stage))
-        self.save_record()
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        """Write the record at the event loop's next turn: a stage's end and the next one's start
+        (or a write of the stage's own) make one write, not two or three; outside a loop, now."""
+        if self.state.record_save_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save_record()
+            return
+        self.state.record_save_due = True
+        loop.call_soon(self._save_if_due)
+
+    def _save_if_due(self) -> None:
+        if self.state.record_save_due:
+            self.save_record()

@@ -20,7 +20,7 @@ from trainboard.backend.params_schema import check_params
 from trainboard.backend.redact import mask_config
 from trainboard.backend.runnerlink import serve_tracking
 from trainboard.backend.stages.base import RunContext
-from trainboard.backend.sweep_shared import shared_baseline
+from trainboard.backend.sweep_shared import once, shared_baseline
 from trainboard.backend.tracking import (
     BRANCH_TAG,
     COMMIT_TAG,
@@ -43,7 +43,7 @@ class CheckStage:
 
     async def run(self, ctx: RunContext) -> str:
         cfg = ctx.config
-        mlflow_import = prefetch()
+        mlflow_import = prefetch(cfg.mlflow.tracking_uri)
         _check_repository(ctx)
         check_params(ctx.loaded, ctx.root)
         if projection := check_budget(ctx.loaded):  # a projection over budget.max_cost_usd: exit 2
@@ -57,7 +57,8 @@ class CheckStage:
                 "mlflow.tracking_uri", f"no MLflow tracking server answers at {display_uri(uri)}: {problem}",
                 fix="start the tracking server, or point mlflow.tracking_uri at one that runs "
                     "(or use the local store, sqlite:///.trainboard/mlflow.db); nothing was started")))
-        ctx.state.tracking.client = Tracking(uri, cfg.mlflow.experiment, ctx.root / ".trainboard" / "mlartifacts")
+        ctx.state.tracking.client = once(ctx, ("tracking", uri, cfg.mlflow.experiment), lambda: Tracking(
+            uri, cfg.mlflow.experiment, ctx.root / ".trainboard" / "mlartifacts"))  # one client for a sweep's members
         _create_record(ctx, uri)
         # MLflow's import and first store access take seconds: the run is
         # created while the runner is provisioned, synced and set up.
@@ -67,7 +68,7 @@ class CheckStage:
 
 
 def _check_repository(ctx: RunContext) -> None:
-    git = ctx.state.git = git_state(ctx.root)
+    git = ctx.state.git = once(ctx, ("git", ctx.root), lambda: git_state(ctx.root))  # a sweep's members: one look
     if not git.is_git:
         raise ConfigError(
             f"the config's folder {ctx.root} is not inside a git repository",
@@ -110,15 +111,6 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
     tracking, git, record, cfg = ctx.state.tracking.client, ctx.state.git, ctx.state.record, ctx.config
     assert tracking is not None and git is not None and record is not None
     await in_thread(mlflow_import.join)  # daemon threads: none of them holds the process at exit
-    tags = {
-        RUN_TAG: ctx.run_id,
-        BRANCH_TAG: git.branch,
-        COMMIT_TAG: git.commit,
-        PARAMS_HASH_TAG: cfg.params_hash(),
-        "trainboard.dirty": str(git.dirty).lower(),
-        "trainboard.runner": cfg.runner.kind,
-        **ctx.tags,
-    }
 
     async def from_mlflow() -> Any:
         return await tracking.call(tracking.baseline, cfg.compare.base, None, list(cfg.metrics))
@@ -128,6 +120,16 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
     # A sweep's members share one lookup (see trainboard.backend.sweep_shared).
     baseline = ctx.state.metrics.baseline = await shared_baseline(ctx, tracking.tracking_uri, lambda: find_baseline(
         ctx, from_mlflow, early=not is_http(tracking.tracking_uri)))
+    # The tags as the run is created (a sweep's parent run may have come meanwhile)
+    tags = ctx.state.tracking.run_tags = {
+        RUN_TAG: ctx.run_id,
+        BRANCH_TAG: git.branch,
+        COMMIT_TAG: git.commit,
+        PARAMS_HASH_TAG: cfg.params_hash(),
+        "trainboard.dirty": str(git.dirty).lower(),
+        "trainboard.runner": cfg.runner.kind,
+        **ctx.tags,
+    }
     mlflow_run_id = ctx.state.tracking.mlflow_run_id = await tracking.call(
         tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
         mask_config(cfg.params)  # a secret-named param is logged as ***

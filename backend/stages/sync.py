@@ -15,6 +15,7 @@ from trainboard.backend.gitinfo import files_to_sync
 from trainboard.backend.jobs import job_spec, run_job
 from trainboard.backend.redact import masked_config_file
 from trainboard.backend.stages.base import RunContext
+from trainboard.backend.sweep_shared import once, once_async
 
 
 class SyncStage:
@@ -24,7 +25,8 @@ class SyncStage:
     async def run(self, ctx: RunContext) -> str:
         cfg = ctx.config
         assert ctx.state.git is not None
-        files = await asyncio.to_thread(files_to_sync, ctx.state.git)
+        git = ctx.state.git
+        files = await once_async(ctx, ("files", git.root), lambda: asyncio.to_thread(files_to_sync, git))
         params = yaml.safe_dump(cfg.params, sort_keys=False).encode()
         extra = {str(Path(cfg.job.workdir) / "params.yaml"): params}
         synced = len(files)  # the config file among them, masked on its way (see _mask_config_copy)
@@ -53,8 +55,13 @@ def _mask_config_copy(ctx: RunContext, files: list[str], extra: dict[str, bytes]
         return files, extra  # outside the repository: not synced
     if rel not in files or rel in extra:
         return files, extra
+    masked = once(ctx, ("masked config", rel), lambda: _masked_config(ctx.loaded.path))
+    return [f for f in files if f != rel], {**extra, rel: masked}
+
+
+def _masked_config(path: Path) -> bytes:
     try:
-        text = ctx.loaded.path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = ""
-    return [f for f in files if f != rel], {**extra, rel: masked_config_file(text).encode()}
+    return masked_config_file(text).encode()
