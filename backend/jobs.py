@@ -6,12 +6,13 @@ MetricPoints logged to MLflow, see ``trainboard.backend.metriclines``)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import IO, TYPE_CHECKING
 
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import JobFailed
 from trainboard.backend.logtail import CHUNK_SIZE, LineSplitter
-from trainboard.backend.progress import ProgressTracker
+from trainboard.backend.progress import PREFIX, ProgressLine, ProgressTracker, parse_line
 from trainboard.backend.runners import JobHandle, JobSpec, RunnerError
 from trainboard.backend.stages.base import RunContext
 from trainboard.backend.tracking import job_http_env
@@ -67,15 +68,28 @@ class _Out:
 
     def send(self, ctx: RunContext, lines: list[str], offset: int) -> None:
         """Masked lines: into the kept log and out as one LogLines event (and a JobProgress
-        when one of them reports progress)."""
-        masked = ctx.redact.lines(lines)
-        text = "\n".join(masked)
+        when one of them reports progress). A flood's batch is joined once and split never:
+        the masking scans the joined text, and the progress line is looked for from the end."""
+        text = "\n".join(lines)
+        masked = lines
+        if ctx.redact(text) is not text:  # rare: mask line by line (a secret may span lines)
+            masked = ctx.redact.lines(lines)
+            text = "\n".join(masked)
         self.kept.write(text + "\n")
         ctx.emit(ev.LogLines(self.source, tuple(masked), offset))
-        if self.progress is not None and (found := self.progress.feed(text)) is not None:
-            ctx.emit(found)
+        if self.progress is not None and PREFIX in text and (line := last_progress_line(masked)) is not None:
+            ctx.emit(self.progress.add(line, time.time()))
         if self.metrics is not None:
             self.metrics.feed(text)
+
+
+def last_progress_line(lines: list[str]) -> ProgressLine | None:
+    """The last well-formed progress line among ``lines`` (as ``progress.last_progress``),
+    read from the end: a batch of a flood has its progress line near its end."""
+    for line in reversed(lines):
+        if line.startswith(PREFIX) and (found := parse_line(line)) is not None:
+            return found
+    return None
 
 
 async def _follow_into(ctx: RunContext, handle: JobHandle, out: _Out) -> int:

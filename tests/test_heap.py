@@ -1,0 +1,67 @@
+"""The dashboards' garbage-collector settling (``trainboard.tui.heap``): what was alive once the
+imports were done is frozen out of the collector's full passes, and handed back at the end."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trainboard.tui.heap import HeapSettler
+
+
+@pytest.fixture
+def settler() -> Iterator[HeapSettler]:
+    settler = HeapSettler()
+    yield settler
+    settler.release()
+    gc.unfreeze()  # whatever a failed assertion left frozen
+
+
+def test_settle_freezes_what_is_alive_and_again_only_after_an_import(
+        settler: HeapSettler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert gc.get_freeze_count() == 0
+    assert settler.settle()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # the modules imported so far, their functions and classes
+    assert not settler.settle()  # nothing imported since: no collection, nothing more frozen
+    assert gc.get_freeze_count() == frozen
+
+    (tmp_path / "tb_heap_probe.py").write_text("TABLE = {i: [i] for i in range(500)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("tb_heap_probe")
+    try:
+        assert settler.settle()
+        assert gc.get_freeze_count() > frozen  # the new module's objects too
+        assert settler.settled == 2
+    finally:
+        del sys.modules["tb_heap_probe"], module
+
+
+def test_release_hands_everything_back_to_the_collector(settler: HeapSettler) -> None:
+    settler.settle()
+    assert gc.get_freeze_count() > 0
+    settler.release()
+    assert gc.get_freeze_count() == 0
+    assert settler.settle()  # after a release, the next call settles afresh
+    settler.release()
+    settler.release()  # twice: nothing to hand back
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_cycle_left_after_the_release_is_collected(settler: HeapSettler) -> None:
+    class Node:
+        other: object = None
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    settler.settle()  # the cycle is alive: frozen with the rest
+    settler.release()
+    del a, b
+    assert any(isinstance(o, Node) for o in gc.get_objects())
+    gc.collect()
+    assert not any(isinstance(o, Node) for o in gc.get_objects())
