@@ -112,7 +112,8 @@ async def _follow_into(ctx: RunContext, handle: JobHandle, out: _Out) -> int:
             return await _drain(ctx, handle, out, splitter, status.exit_code)
         if not chunk:
             kept.flush()  # the full-log view reads it while the job runs
-            await asyncio.sleep(TAIL_IDLE)
+            idle = getattr(runner, "idle", None)  # a runner that can tell the job ended wakes then (local)
+            await (idle(handle, TAIL_IDLE) if idle is not None else asyncio.sleep(TAIL_IDLE))
 
 
 async def _drain(ctx: RunContext, handle: JobHandle, out: _Out, splitter: LineSplitter, exit_code: int | None) -> int:

@@ -54,6 +54,7 @@ class TrackingState:
     client: Tracking | None = None
     mlflow_run_id: str = ""
     run_tags: dict[str, str] = field(default_factory=dict)  # what the run was created with
+    logging_params: asyncio.Future[None] | None = None  # the run's params on their way (collect waits)
     opening: asyncio.Task[None] | None = None  # the MLflow run being created (during provision and sync)
     server: LocalTrackingServer | None = None  # serves the local store to a remote job
     server_task: asyncio.Task[None] | None = None

@@ -78,6 +78,7 @@ class Sweep:
         self._cancelled_by_person = False
         self._slots: asyncio.Semaphore | None = None
         self._hosts: list[str] = []  # an ssh pool: the hosts free now
+        self._holding: dict[int, str] = {}  # the members holding a slot: index -> host ("" without a pool)
         self._orphans: set[int] = set()  # members made before the parent run existed
         self._adopting: set[asyncio.Future[None]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
@@ -206,7 +207,7 @@ class Sweep:
             state.projected = None  # nothing committed for it
             self._slots.release()
             return ExitCode.INTERRUPTED
-        host = self._hosts.pop(0) if self._hosts else ""
+        host = self._holding[state.info.index] = self._hosts.pop(0) if self._hosts else ""
         loaded = _on_host(state.loaded, host) if host else state.loaded
         info = state.info
         session = Session(loaded, root=self.root, run_id=self._member_run_id(), hooks=_member_hooks(),
@@ -218,11 +219,22 @@ class Sweep:
         try:
             code = await session.run()
         finally:
-            if host:
-                self._hosts.append(host)
-            self._slots.release()
+            self._free_slot(info.index)
         self._member_ended(state, session, code)
         return code
+
+    def _frees_early(self, stage_state: ev.StageState) -> bool:
+        return stage_state is not ev.StageState.RUNNING and self.loaded.config.runner.kind == "local"
+
+    def _free_slot(self, index: int) -> None:
+        """A member's slot (and host) to the next member: at its end; on the local runner as soon as
+        its job has ended (what it does then, collect, report, teardown, runs in this process)."""
+        if index in self._holding:
+            host = self._holding.pop(index)
+            if host:
+                self._hosts.append(host)
+            assert self._slots is not None
+            self._slots.release()
 
     def _member_run_id(self) -> str:
         from trainboard.backend.store import new_run_id
@@ -262,6 +274,9 @@ class Sweep:
                     self._update_delta(state)
             case ev.BaselineFound():
                 self._update_delta(state)
+            case ev.StageChanged(stage=ev.Stage.TRAIN, state=stage_state) if self._frees_early(stage_state):
+                self._free_slot(info.index)
+                return
             case ev.TrackingReady(mlflow_run_id=mlflow_run_id):
                 info.mlflow_run_id = mlflow_run_id
                 self._adopt(state)

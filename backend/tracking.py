@@ -185,11 +185,11 @@ class Tracking:
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
 
-    async def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None, urgent: bool = False) -> T:
         """``fn(*args)`` (one of the methods below) in a daemon thread; past ``timeout``
         seconds, a TrackingError (the thread ends by itself: its requests are bounded)."""
         try:
-            return await in_thread(fn, *args, timeout=timeout, lane=lane_for(self.tracking_uri))
+            return await in_thread(fn, *args, timeout=timeout, lane=lane_for(self.tracking_uri), urgent=urgent)
         except TimeoutError:
             raise TrackingError(f"MLflow at {display_uri(self.tracking_uri)}: no answer within {timeout:g} s") from None
 
@@ -218,21 +218,29 @@ class Tracking:
                 raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
         return self._experiment_id
 
-    def create_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+    def create_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> str:
+        """A new run of the experiment; with ``params``, logged too (see :meth:`log_params`)."""
         experiment_id = self.experiment_id()
         assert experiment_id is not None
         try:
             run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
-            flat = flatten(params)
-            if flat:
-                from mlflow.entities import Param
-
-                self.client.log_batch(
-                    run.info.run_id, params=[Param(k, v) for k, v in flat.items()]
-                )
         except Exception as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
+        if params:
+            self.log_params(run.info.run_id, params)
         return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Nested params, flattened (see :func:`flatten`), in one batch."""
+        flat = flatten(params)
+        if not flat:
+            return
+        try:
+            from mlflow.entities import Param
+
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()])
+        except Exception as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc}") from exc
 
     def latest(self, run_id: str) -> list[MetricPoint]:
         """The newest point of every metric of the run.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -125,15 +126,17 @@ class _Lane:
     """One daemon thread taking calls in their order (started on demand, ended when idle for
     :data:`_Workers.IDLE_SECONDS`): a SQLite store's. SQLite takes one writer at a time, and
     calls in threads of their own only wait for its lock, in sleeps of up to 100 ms each: a
-    sweep's members creating their runs at once took 0.7 s where one after another takes 0.2 s."""
+    sweep's members creating their runs at once took 0.7 s where one after another takes 0.2 s.
+    An urgent call (a run's creation: a job waits for it) goes before the others waiting."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._calls: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._lock = threading.Lock()
         self._running = False
 
-    def submit(self, call: Callable[[], None]) -> None:
-        self._calls.put(call)
+    def submit(self, call: Callable[[], None], urgent: bool = False) -> None:
+        self._calls.put((0 if urgent else 1, next(self._order), call))
         with self._lock:
             if self._running:
                 return
@@ -143,7 +146,7 @@ class _Lane:
     def _serve(self) -> None:
         while True:
             try:
-                call = self._calls.get(timeout=_Workers.IDLE_SECONDS)
+                _, _, call = self._calls.get(timeout=_Workers.IDLE_SECONDS)
             except queue.Empty:
                 with self._lock:
                     if self._calls.empty():  # else a call came meanwhile: serve it
@@ -166,9 +169,10 @@ def lane_for(tracking_uri: str) -> _Lane | None:
         return _lanes.setdefault(tracking_uri, _Lane())
 
 
-async def in_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, lane: _Lane | None = None) -> T:
+async def in_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, lane: _Lane | None = None,
+                    urgent: bool = False) -> T:
     """``fn(*args)`` in a daemon thread (see :class:`_Workers`), or after the calls before it
-    in ``lane`` (see :func:`lane_for`); its result, or its exception.
+    in ``lane`` (see :func:`lane_for`; an ``urgent`` one before those not); its result, or its exception.
 
     After ``timeout`` seconds raise :class:`TimeoutError` and leave the thread to end by
     itself (its HTTP request is bounded too). Being a daemon, it never holds the
@@ -195,7 +199,10 @@ async def in_thread(fn: Callable[..., T], *args: Any, timeout: float | None = No
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(settle, result, error)
 
-    (lane or _workers).submit(work)
+    if lane is not None:
+        lane.submit(work, urgent)
+    else:
+        _workers.submit(work)
     return await asyncio.wait_for(done, timeout)
 
 

@@ -258,3 +258,20 @@ async def test_env_and_workdir_are_passed_as_given(runner: LocalRunner) -> None:
     assert await wait_exit(runner, handle) == 0
     assert Path(handle.log_path).read_text().splitlines()[-1] == f"{value}|sub dir"
     assert not (runner.workspace / "sub dir" / "x").exists()
+
+
+async def test_idle_wakes_when_the_job_ends_and_waits_its_time_while_it_runs(runner: LocalRunner) -> None:
+    """The follower's idle wait: while the job runs, the whole time asked; once the job's wrapper
+    exits, at once (a pidfd of the process), with its exit code written; after that (reaped), a
+    plain wait again, never a busy loop."""
+    handle = await runner.start(JobSpec(name="job", commands=("sleep 0.5", "exit 4"), workdir="."))
+    began = time.monotonic()
+    await runner.idle(handle, 0.2)
+    assert 0.15 <= time.monotonic() - began < 0.45  # still running: the time asked
+    await runner.idle(handle, 30)
+    took = time.monotonic() - began
+    assert 0.4 < took < 10, took  # woke at the job's end, not after 30 s
+    assert await wait_exit(runner, handle, timeout=2) == 4
+    began = time.monotonic()
+    await runner.idle(handle, 0.2)  # ended and reaped: no pidfd, the time asked
+    assert time.monotonic() - began >= 0.15

@@ -7,6 +7,7 @@ writing its output to a log file and, when it ends, its exit code to another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -142,6 +143,27 @@ class LocalRunner:
         except FileNotFoundError:
             return b""
 
+    async def idle(self, handle: JobHandle, seconds: float) -> None:
+        """Wait ``seconds``, or less: until the job's wrapper exits (it writes the exit code first),
+        told by a pidfd of the process this runner started; a plain wait for another."""
+        child = self._children.get(handle.pid)
+        fd = None
+        if child is not None and child.returncode is None:  # not reaped: its pidfd says when it ends
+            with contextlib.suppress(OSError, AttributeError):  # a kernel before 5.3, not Linux
+                fd = os.pidfd_open(child.pid)
+        if fd is None:
+            await asyncio.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _settle, exited)
+        try:
+            await asyncio.wait({exited}, timeout=seconds)
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+            exited.cancel()
+
     async def status(self, handle: JobHandle) -> JobStatus:
         code = read_exit_code(handle.exit_path)
         if code is not None:
@@ -188,6 +210,11 @@ class LocalRunner:
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             del self._children[pid]
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def read_exit_code(path: str) -> int | None:

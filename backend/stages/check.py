@@ -131,9 +131,11 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
         **ctx.tags,
     }
     mlflow_run_id = ctx.state.tracking.mlflow_run_id = await tracking.call(
-        tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
-        mask_config(cfg.params)  # a secret-named param is logged as ***
-    )
+        tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags, urgent=True)  # a job waits for it
+    # The params follow while the job starts (it needs the run's id, not them); collect waits for them.
+    logging_params = ctx.state.tracking.logging_params = asyncio.ensure_future(tracking.call(
+        tracking.log_params, mlflow_run_id, mask_config(cfg.params)))  # a secret-named param is logged as ***
+    logging_params.add_done_callback(lambda task: task.cancelled() or task.exception())  # read: never "unretrieved"
     record.merge("mlflow", run_id=mlflow_run_id, baseline_run_id=baseline.mlflow_run_id if baseline else "",
                  baseline_source=(baseline.source or "mlflow") if baseline else "")
     ctx.emit(ev.TrackingReady(tracking.tracking_uri, tracking.experiment, mlflow_run_id))

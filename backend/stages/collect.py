@@ -12,6 +12,17 @@ from trainboard.backend.stages.base import RunContext
 from trainboard.backend.tracking import POLL_TIMEOUT, TrackingError, why_unreachable
 
 
+async def params_logged(ctx: RunContext) -> None:
+    """The run's params, logged while the job ran: a failure is said, and the run goes on."""
+    logging_params = ctx.state.tracking.logging_params
+    if logging_params is None:
+        return
+    try:
+        await logging_params
+    except TrackingError as exc:
+        ctx.error(Stage.COLLECT, f"the run's params were not logged to MLflow: {why_unreachable(exc)}")
+
+
 class CollectStage:
     stage = Stage.COLLECT
     needs_job_success = False
@@ -21,6 +32,7 @@ class CollectStage:
         code = ctx.state.job.exit_code
         assert tracking is not None and code is not None
         await final_metrics(ctx)  # points logged after the last poll, and those the polls missed
+        await params_logged(ctx)
         await check_deliveries(ctx)
         status = "FINISHED" if code == 0 else "FAILED"
         try:
