@@ -27,6 +27,7 @@ from trainboard.tui.heap import SETTLE_SECONDS, HeapSettler
 from trainboard.tui.interruptions import install_stop_signals, leave_terminal, release_terminal, remove_stop_signals
 from trainboard.tui.screens.sweep import SweepScreen
 from trainboard.tui.widgets import ConfirmScreen
+from trainboard.tui.widgets.kept_background import KeptBackgroundConfirm
 
 
 class SweepApp(UnhandledErrorHook, App[int]):
@@ -135,7 +136,7 @@ class SweepApp(UnhandledErrorHook, App[int]):
             self.notify("Teardown in progress: trainboard exits when every member has finished.", title="Quitting")
             return
         self.push_screen(
-            ConfirmScreen[bool](
+            KeptBackgroundConfirm[bool](
                 "quit",
                 "Quit trainboard while the sweep goes on?",
                 "Every running member is stopped and its runner torn down, the queued ones never start; "

@@ -22,6 +22,7 @@ from trainboard.backend import sweep_events as sev
 from trainboard.backend.sweep import Sweep
 from trainboard.backend.sweep_record import QUEUED, RUNNING
 from trainboard.tui.widgets import ConfirmScreen
+from trainboard.tui.widgets.kept_background import KeptBackgroundConfirm
 from trainboard.tui.widgets.members_view import MembersView
 from trainboard.tui.widgets.sweep_table import (
     SORTS,
@@ -236,7 +237,7 @@ class SweepScreen(Screen[None]):
             return
         what = "it never starts" if state.info.status == QUEUED else "its job is stopped and its runner torn down"
         self.app.push_screen(
-            ConfirmScreen[bool]("stop", f"Stop member {index}?", f"{state.label}: {what}; the others go on.",
+            KeptBackgroundConfirm[bool]("stop", f"Stop member {index}?", f"{state.label}: {what}; the others go on.",
                                 yes="Stop member"),
             lambda yes: self._stop_answered(index, yes),
         )
@@ -250,7 +251,7 @@ class SweepScreen(Screen[None]):
         if self.sweep.stop_reason or isinstance(self.app.screen, ConfirmScreen):
             return
         self.app.push_screen(
-            ConfirmScreen[bool](
+            KeptBackgroundConfirm[bool](
                 "cancel",
                 "Cancel the sweep?",
                 "Every running member is stopped and torn down, the queued ones never start; "
