@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,12 @@ def failure_message(exc: BaseException) -> str | None:
 class Session:
     def __init__(self, loaded: LoadedConfig, *, root: Path | None = None, run_id: str | None = None,
                  hooks: list[Hook] | None = None, tags: dict[str, str] | None = None,
-                 record_extra: dict[str, Any] | None = None, shared: Shared | None = None) -> None:
+                 record_extra: dict[str, Any] | None = None, shared: Shared | None = None,
+                 gate: Callable[[], Awaitable[None]] | None = None) -> None:
         """``hooks``: the integrations (default: every configured one); ``tags`` and ``record_extra``:
         extra MLflow tags and record keys (a sweep's member: its parent run, its values);
-        ``shared``: what a sweep's members look up once for all (sweep_shared)."""
+        ``shared``: what a sweep's members look up once for all (sweep_shared); ``gate``: awaited before
+        the train stage (a sweep's member prepared ahead waits there for its slot, see sweep_slots)."""
         root = root or repo_root(loaded.path.resolve().parent)
         # Secret values (env vars named like TOKEN/SECRET/KEY, config keys named like token or
         # password) never reach a view, the report or a file.
@@ -81,7 +83,7 @@ class Session:
         self.ctx = RunContext(loaded=loaded, root=root, store=RunStore(root / ".trainboard"),
                               run_id=run_id or new_run_id(), redact=redact,
                               hooks=configured_hooks() if hooks is None else hooks, tags=dict(tags or {}),
-                              record_extra=dict(record_extra or {}), shared=shared)
+                              record_extra=dict(record_extra or {}), shared=shared, gate=gate)
         self.root, self.store, self.run_id, self.bus = root, self.ctx.store, self.ctx.run_id, self.ctx.bus
         self.state = self.ctx.state
         self.ctx.stop = self.cancel  # the cost cap stops the run as a cancel (trainboard.backend.budget)
@@ -236,6 +238,8 @@ class Session:
             code = self.state.job.exit_code
             if step.needs_job_success and code != 0:
                 raise JobFailed(f"the job exited with code {code}", code, stage=Stage.TRAIN)
+            if step.stage is Stage.TRAIN and self.ctx.gate is not None:
+                await self.ctx.gate()
             async with self.ctx.stage(step.stage, began=self.state.resumed_at.get(step.stage)) as note:
                 note(await step.run(self.ctx))
         comparison = self.state.metrics.comparison

@@ -36,6 +36,7 @@ from trainboard.backend.sweep_outputs import write_outputs
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
 from trainboard.backend.sweep_shared import Shared
+from trainboard.backend.sweep_slots import Slots
 from trainboard.backend.sweep_verdict import RESULT_STATUSES, best_member, objective_of, sweep_exit, verdict_line
 from trainboard.backend.tracking import TrackingError
 
@@ -76,9 +77,7 @@ class Sweep:
         self._tasks: dict[int, asyncio.Task[ExitCode]] = {}
         self._stop_reason = ""  # set once: the sweep launches no more members
         self._cancelled_by_person = False
-        self._slots: asyncio.Semaphore | None = None
-        self._hosts: list[str] = []  # an ssh pool: the hosts free now
-        self._holding: dict[int, str] = {}  # the members holding a slot: index -> host ("" without a pool)
+        self._slots: Slots | None = None  # when members may start (sweep_slots)
         self._orphans: set[int] = set()  # members made before the parent run existed
         self._adopting: set[asyncio.Future[None]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
@@ -105,9 +104,15 @@ class Sweep:
         """Stop one member (it tears down); a queued one is skipped. False if it already ended."""
         state = self.members[index]
         if state.info.status == QUEUED:
-            self._set_status(state, SKIPPED, reason=reason)
+            self._skip(state, reason)
             return True
         return self._cancel_member(state, reason)
+
+    def _skip(self, state: sev.MemberState, reason: str) -> None:
+        """A queued member will not run; one being prepared (sweep_slots) tears down what it made."""
+        self._set_status(state, SKIPPED, reason=reason)
+        if state.session is not None:
+            state.session.cancel(reason)
 
     def _cancel_member(self, state: sev.MemberState, reason: str) -> bool:
         """Stop a running member (it tears down); its record says why."""
@@ -127,9 +132,8 @@ class Sweep:
         self.data.branch, self.data.commit = git.branch, git.commit
         self.data.trainboard_pid = os.getpid()
         self.store.save(self.data)
-        parallel = self._parallelism()
-        self._slots = asyncio.Semaphore(parallel)
-        self.bus.emit(sev.SweepStarted(self.sweep_id, len(self.members), parallel, self.data.max_cost_usd,
+        self._slots = self._make_slots()
+        self.bus.emit(sev.SweepStarted(self.sweep_id, len(self.members), self._slots.parallel, self.data.max_cost_usd,
                                        tuple(self.data.params)))
         # The parent run is created meanwhile (MLflow's import alone takes seconds): members
         # created before it exists are made its children once it does (see _adopt).
@@ -167,29 +171,30 @@ class Sweep:
                 return  # the parent came before the member made its run: a child already
             self._adopting.add(asyncio.ensure_future(self.parent.adopt(state.info.mlflow_run_id)))
 
-    def _parallelism(self) -> int:
+    def _make_slots(self) -> Slots:
         cfg = self.loaded.config
-        hosts = getattr(cfg.runner, "hosts", None) or []
-        self._hosts = list(hosts)
-        return min(cfg.sweep.max_parallel, len(hosts)) if hosts else cfg.sweep.max_parallel
+        hosts = list(getattr(cfg.runner, "hosts", None) or [])
+        parallel = min(cfg.sweep.max_parallel, len(hosts)) if hosts else cfg.sweep.max_parallel
+        return Slots(parallel, hosts, prepares_ahead=cfg.runner.kind == "local")
 
     async def _launch_all(self) -> None:
         assert self._slots is not None
         for state in self.members:
-            await self._slots.acquire()
+            index = state.info.index
+            await self._slots.launch(index)
             if state.info.status != QUEUED:  # stopped while queued
-                self._slots.release()
+                self._slots.leave(index)
                 continue
             if self._stop_reason:
-                self._slots.release()
+                self._slots.leave(index)
                 self._set_status(state, SKIPPED, reason=self._stop_reason)
                 continue
             if blocked := self.cap.blocks(state):
-                self._slots.release()
+                self._slots.leave(index)
                 self._set_status(state, SKIPPED, reason=blocked)
                 continue
             state.projected = self.cap.projected(state)  # committed now: the next member's check counts it
-            self._tasks[state.info.index] = asyncio.create_task(self._run_member(state))
+            self._tasks[index] = asyncio.create_task(self._run_member(state))
 
     async def _wait_members(self) -> None:
         while pending := [t for t in self._tasks.values() if not t.done()]:
@@ -202,39 +207,39 @@ class Sweep:
     async def _run_member(self, state: sev.MemberState) -> ExitCode:
         from trainboard.backend.session import Session
 
-        assert self._slots is not None
-        if state.info.status != QUEUED:  # skipped (a cancel, the cap) between its launch and its start
+        slots, info = self._slots, state.info
+        assert slots is not None
+        if info.status != QUEUED:  # skipped (a cancel, the cap) between its launch and its start
             state.projected = None  # nothing committed for it
-            self._slots.release()
+            slots.leave(info.index)
             return ExitCode.INTERRUPTED
-        host = self._holding[state.info.index] = self._hosts.pop(0) if self._hosts else ""
+        ahead = slots.prepares_ahead and not slots.free  # prepared now, its slot taken at the gate
+        host = "" if ahead else await slots.take(info.index)
         loaded = _on_host(state.loaded, host) if host else state.loaded
-        info = state.info
         session = Session(loaded, root=self.root, run_id=self._member_run_id(), hooks=_member_hooks(),
                           tags=self._member_tags(info), shared=self._shared,
-                          record_extra={"sweep": member_link(self.sweep_id, info.index, info.values)})
+                          record_extra={"sweep": member_link(self.sweep_id, info.index, info.values)},
+                          gate=(lambda: self._gate(state)) if ahead else None)
         state.session, info.run_id, info.started_at = session, session.run_id, time.time()
         session.subscribe(lambda event: self._on_member_event(state, event))
-        self._set_status(state, RUNNING)
+        if not ahead:
+            self._set_status(state, RUNNING)
         try:
             code = await session.run()
         finally:
-            self._free_slot(info.index)
+            slots.give_back_slot(info.index)
         self._member_ended(state, session, code)
         return code
 
-    def _frees_early(self, stage_state: ev.StageState) -> bool:
-        return stage_state is not ev.StageState.RUNNING and self.loaded.config.runner.kind == "local"
-
-    def _free_slot(self, index: int) -> None:
-        """A member's slot (and host) to the next member: at its end; on the local runner as soon as
-        its job has ended (what it does then, collect, report, teardown, runs in this process)."""
-        if index in self._holding:
-            host = self._holding.pop(index)
-            if host:
-                self._hosts.append(host)
-            assert self._slots is not None
-            self._slots.release()
+    async def _gate(self, state: sev.MemberState) -> None:
+        """A prepared member's wait for its slot, before its job (the session's gate)."""
+        assert self._slots is not None and state.session is not None
+        await self._slots.take(state.info.index)
+        if state.info.status != QUEUED or self._stop_reason:  # skipped meanwhile: its cancel lands now
+            state.session.cancel(state.info.reason or self._stop_reason or "skipped")
+            await asyncio.sleep(0)
+            raise asyncio.CancelledError
+        self._set_status(state, RUNNING)
 
     def _member_run_id(self) -> str:
         from trainboard.backend.store import new_run_id
@@ -260,7 +265,7 @@ class Sweep:
         info = state.info
         match event:
             case ev.StageChanged(stage=stage, state=stage_state) if stage_state is ev.StageState.RUNNING:
-                if info.stage != stage.value:
+                if info.stage != stage.value and info.status == RUNNING:  # a prepared one is queued to the views
                     info.stage = stage.value
                     self._changed(state)
             case ev.JobProgress():
@@ -274,8 +279,10 @@ class Sweep:
                     self._update_delta(state)
             case ev.BaselineFound():
                 self._update_delta(state)
-            case ev.StageChanged(stage=ev.Stage.TRAIN, state=stage_state) if self._frees_early(stage_state):
-                self._free_slot(info.index)
+            case ev.StageChanged(stage=ev.Stage.TRAIN, state=stage_state) if stage_state is not ev.StageState.RUNNING:
+                assert self._slots is not None
+                if self._slots.prepares_ahead:  # the job has ended: its slot to the next (sweep_slots)
+                    self._slots.give_back_slot(info.index)
                 return
             case ev.TrackingReady(mlflow_run_id=mlflow_run_id):
                 info.mlflow_run_id = mlflow_run_id
@@ -302,6 +309,9 @@ class Sweep:
 
     def _member_ended(self, state: sev.MemberState, session: Session, code: ExitCode) -> None:
         info, record = state.info, session.record
+        if info.status == SKIPPED:  # skipped while prepared: it never ran (its record says cancelled)
+            state.projected = None
+            return
         info.exit_code, info.finished_at = int(code), time.time()
         status = code.status.value
         if record is not None:
@@ -359,7 +369,7 @@ class Sweep:
         self._stop_reason = self.data.reason = reason
         for state in self.members:
             if state.info.status == QUEUED:
-                self._set_status(state, SKIPPED, reason=reason)
+                self._skip(state, reason)
             else:
                 self._cancel_member(state, reason)
 

@@ -44,9 +44,9 @@ async def test_members_run_in_parallel_as_children_of_one_mlflow_run_and_the_bes
     sweep.subscribe(lambda e: seen.append(e) if isinstance(e, MemberChanged) else None)
     most_at_once = 0
 
-    def count(_: object) -> None:
+    def count(_: object) -> None:  # jobs at once (after its job a member's slot is the next one's)
         nonlocal most_at_once
-        most_at_once = max(most_at_once, len(sweep.running))
+        most_at_once = max(most_at_once, len([m for m in sweep.running if m.info.stage == "train"]))
 
     sweep.subscribe(count)
     assert await sweep.run() is ExitCode.OK  # no baseline yet: the best member's gates pass
@@ -91,6 +91,27 @@ async def test_every_member_failing_is_a_job_failure(repo: Path) -> None:
     sweep = make_sweep(repo, ["params.exit_code=3,5"], ["sweep.max_parallel=2"])
     assert await sweep.run() is ExitCode.JOB_FAILED
     assert sweep.data.best is None and sweep.data.verdict.startswith("no best member")
+
+
+async def test_on_the_local_runner_the_next_member_is_ready_before_a_slot_frees(repo: Path) -> None:
+    """max_parallel jobs at a time, and the next members check, sync and make their MLflow run
+    meanwhile (queued to the views), so that a job follows the one before without waiting for them."""
+    sweep = make_sweep(repo, ["params.base_f1=0.5,0.6,0.7"], ["sweep.max_parallel=1", "params.sleep=1"])
+    seen: list[MemberChanged] = []
+    sweep.subscribe(lambda e: seen.append(e) if isinstance(e, MemberChanged) else None)
+    assert await sweep.run() is ExitCode.OK
+    records = sorted(member_records(repo), key=lambda r: r["sweep"]["index"])
+    train = [(r["stages"]["train"]["started_at"], r["stages"]["train"]["started_at"] + r["stages"]["train"]["elapsed"])
+             for r in records]
+    for (_, end), (start, _) in zip(train, train[1:], strict=False):
+        assert start >= end - 0.01  # one job at a time
+    for before_end, record in zip([end for _, end in train], records[1:], strict=False):
+        assert record["stages"]["sync"]["started_at"] < before_end  # ready while the job before ran
+        assert record["mlflow"]["run_id"]
+    # The views saw each member queued, then running from its job on: no stage of its preparation.
+    assert [(e.index, e.status, e.stage) for e in seen if e.index == 2 and e.status != "succeeded"] == [
+        (2, "running", ""), (2, "running", "train"), (2, "running", "collect"), (2, "running", "compare"),
+        (2, "running", "report"), (2, "running", "teardown")]
 
 
 async def test_cancel_stops_every_member_and_launches_no_more(repo: Path) -> None:

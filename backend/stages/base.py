@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +53,7 @@ class RunContext:
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow run tags (a sweep member's parent, values)
     record_extra: dict[str, Any] = field(default_factory=dict)  # extra record keys at creation (its sweep)
     shared: Shared | None = None  # a sweep member's: what the sweep looks up once for all (sweep_shared)
+    gate: Callable[[], Awaitable[None]] | None = None  # awaited before the train stage (sweep_slots)
 
     @property
     def config(self) -> RunConfig:

@@ -110,7 +110,8 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
     """The MLflow run (tagged with the branch and commit), and the baseline."""
     tracking, git, record, cfg = ctx.state.tracking.client, ctx.state.git, ctx.state.record, ctx.config
     assert tracking is not None and git is not None and record is not None
-    await in_thread(mlflow_import.join)  # daemon threads: none of them holds the process at exit
+    if mlflow_import.is_alive():
+        await in_thread(mlflow_import.join)  # daemon threads: none of them holds the process at exit
 
     async def from_mlflow() -> Any:
         return await tracking.call(tracking.baseline, cfg.compare.base, None, list(cfg.metrics))
