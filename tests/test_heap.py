@@ -65,3 +65,31 @@ def test_a_cycle_left_after_the_release_is_collected(settler: HeapSettler) -> No
     assert any(isinstance(o, Node) for o in gc.get_objects())
     gc.collect()
     assert not any(isinstance(o, Node) for o in gc.get_objects())
+
+
+async def test_the_style_caches_of_removed_widgets_are_let_go() -> None:
+    from textual._styles_cache import StylesCache
+    from textual.app import App
+    from textual.widget import Widget
+    from textual.widgets import Static
+
+    from trainboard.tui.heap import forget_styles_caches
+
+    def orphans() -> int:
+        gc.collect()
+        live = {id(o._styles_cache) for o in gc.get_objects() if isinstance(o, Widget)}
+        return sum(1 for o in gc.get_objects() if isinstance(o, StylesCache) and id(o) not in live)
+
+    app: App[None] = App()
+    async with app.run_test(size=(40, 10)) as pilot:
+        for round in range(5):
+            shown = [Static(f"question {round}.{i}") for i in range(10)]
+            await app.screen.mount_all(shown)
+            await pilot.pause()
+            for widget in shown:
+                await widget.remove()
+        await pilot.pause()
+        del shown, widget
+        assert orphans() >= 10  # Textual's cache keeps the removed widgets' style caches
+        forget_styles_caches()
+        assert orphans() == 0

@@ -10,12 +10,19 @@ collector's sight (``gc.freeze``) whenever modules were imported since it
 last did, so the later passes scan only what the dashboard allocates as it runs.
 ``release`` hands everything back to the collector (the app's end: a test that
 runs many apps in one process frees each one's cycles).
+
+Each call also empties a cache of Textual's that keeps the last 1,024 widgets'
+style caches (and their rendered lines) alive after the widgets are gone
+(``StylesCache.get_inner_outer``, an ``lru_cache`` on a method, keyed by the
+instance): every question and every member's dashboard opened adds its widgets.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+
+from textual._styles_cache import StylesCache
 
 SETTLE_SECONDS = 2.0  # how often an app asks whether modules were imported since it last settled
 
@@ -28,6 +35,7 @@ class HeapSettler:
     def settle(self) -> bool:
         """When modules were imported since the last call (the first call too): collect, then
         freeze what survives; whether it did."""
+        forget_styles_caches()
         modules = len(sys.modules)
         if modules == self._modules:
             return False
@@ -43,3 +51,10 @@ class HeapSettler:
             gc.unfreeze()
             self.settled = 0
             self._modules = 0
+
+
+def forget_styles_caches() -> None:
+    """Let go of the style caches of widgets that are gone (see the module docstring)."""
+    kept = getattr(StylesCache, "get_inner_outer", None)
+    if kept is not None and hasattr(kept, "cache_clear"):
+        kept.cache_clear()

@@ -26,7 +26,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Button, Footer
+from textual.widgets import Button
 
 from trainboard.backend import events as ev
 from trainboard.backend.exitcodes import ExitCode
@@ -45,6 +45,7 @@ from trainboard.tui.widgets import (
     StageList,
     StatusLine,
 )
+from trainboard.tui.widgets.footer import SteadyFooter
 from trainboard.tui.widgets.log_index import LogFiles
 from trainboard.tui.widgets.marks import FAILED_STATUSES
 
@@ -125,7 +126,7 @@ class RunScreen(Screen[None]):
             yield self.status
             if self.owned:
                 yield self.pr_button  # a member's pull request is the sweep's
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         if not self.owned:

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from trainboard.backend import events as ev
 from trainboard.backend import sweep_events as sev
 from trainboard.backend.sweep import Sweep
 from trainboard.backend.sweep_record import QUEUED, RUNNING
 from trainboard.tui.widgets import ConfirmScreen
+from trainboard.tui.widgets.footer import SteadyFooter
 from trainboard.tui.widgets.kept_background import KeptBackgroundConfirm
 from trainboard.tui.widgets.members_view import MembersView
 from trainboard.tui.widgets.sweep_table import (
@@ -98,7 +99,7 @@ class SweepScreen(Screen[None]):
         yield self._header
         yield self._table
         yield self._status
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self._unsubscribe = self.sweep.subscribe(self._inbox.append)
