@@ -32,6 +32,7 @@ from trainboard.backend.exitcodes import ExitCode, RunStatus
 from trainboard.backend.gitinfo import git_state, repo_root
 from trainboard.backend.redact import Redactor, mask_overrides
 from trainboard.backend.sweep_budget import CostCap
+from trainboard.backend.sweep_member import member_hooks, on_host
 from trainboard.backend.sweep_outputs import write_outputs
 from trainboard.backend.sweep_parent import ParentRun
 from trainboard.backend.sweep_record import QUEUED, RUNNING, SKIPPED, MemberInfo, SweepData, SweepStore, member_link
@@ -42,7 +43,6 @@ from trainboard.backend.tracking import TrackingError
 
 if TYPE_CHECKING:
     from trainboard.backend.config import LoadedConfig
-    from trainboard.backend.hooks import Hook
     from trainboard.backend.session import Session
     from trainboard.backend.sweep_spec import Member
 
@@ -215,8 +215,8 @@ class Sweep:
             return ExitCode.INTERRUPTED
         ahead = slots.prepares_ahead and not slots.free  # prepared now, its slot taken at the gate
         host = "" if ahead else await slots.take(info.index)
-        loaded = _on_host(state.loaded, host) if host else state.loaded
-        session = Session(loaded, root=self.root, run_id=self._member_run_id(), hooks=_member_hooks(),
+        loaded = on_host(state.loaded, host) if host else state.loaded
+        session = Session(loaded, root=self.root, run_id=self._member_run_id(), hooks=member_hooks(),
                           tags=self._member_tags(info), shared=self._shared,
                           record_extra={"sweep": member_link(self.sweep_id, info.index, info.values)},
                           gate=(lambda: self._gate(state)) if ahead else None)
@@ -392,29 +392,6 @@ def _texts(member: Member) -> list[str]:
     from trainboard.backend.sweep_spec import render_value
 
     return [render_value(value) for _, value in member.values]
-
-
-def _member_hooks() -> list[Hook]:
-    """A member's hooks: every configured one but the pull request (the sweep opens one for the
-    whole sweep), and git notes only as a baseline source (the sweep's best is the result)."""
-    from trainboard.backend.hooks import configured_hooks
-    from trainboard.backend.hooks.git_notes import GitNotesHook
-    from trainboard.backend.hooks.pull_request import PullRequestHook
-
-    hooks = [hook for hook in configured_hooks() if not isinstance(hook, PullRequestHook)]
-    for hook in hooks:
-        if isinstance(hook, GitNotesHook):
-            hook.records = False
-    return hooks
-
-
-def _on_host(loaded: LoadedConfig, host: str) -> LoadedConfig:
-    """The member's config on one host of an ssh pool (``host`` or ``host:port``)."""
-    from trainboard.backend.config import load_config
-
-    name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-    overrides = [*loaded.overrides, f"runner.host={name}"] + ([f"runner.port={port}"] if port else [])
-    return load_config(loaded.path, overrides)
 
 
 __all__ = ["RUNNING", "RunStatus", "Sweep"]

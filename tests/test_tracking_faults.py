@@ -396,3 +396,23 @@ def test_jobs_keep_mlflows_generous_retries_while_trainboards_own_calls_are_shor
         release()
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+
+
+def test_mlflows_modules_leave_the_collectors_sight_once_imported() -> None:
+    """The prefetched import freezes what it leaves (some 230,000 objects): later full garbage
+    collections do not scan them."""
+    script = textwrap.dedent(
+        """
+        import gc
+        from trainboard.backend.tracking import prefetch
+        before = gc.get_freeze_count()
+        prefetch("sqlite:///x.db").join()
+        from trainboard.backend.tracking import _sql_store_prefetched
+        _sql_store_prefetched[0].join()
+        print(before, gc.get_freeze_count())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120)
+    before, after = (int(n) for n in done.stdout.split())
+    assert before == 0 and after > 100_000, done

@@ -10,7 +10,6 @@ interleaving N logs on one stdout would help nobody.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 
@@ -24,7 +23,6 @@ from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.sweep import Sweep
 from trainboard.backend.sweep_record import SweepData
 from trainboard.tui.console import output_console
-from trainboard.tui.heap import SETTLE_SECONDS, HeapSettler
 from trainboard.tui.render import format_seconds
 
 COST_EVERY = 30.0  # seconds between spend lines (and at each tenth of the cap)
@@ -141,17 +139,4 @@ async def run_sweep_headless(sweep: Sweep) -> ExitCode:
     from trainboard.tui.headless import until_signalled
 
     sweep.subscribe(SweepHeadless(sweep, github_actions=ci.in_github_actions()))
-    settling = asyncio.ensure_future(_settle_heap(heap := HeapSettler()))
-    try:
-        return await until_signalled(sweep.run(), sweep.cancel, "every member is tearing down")
-    finally:
-        settling.cancel()
-        heap.release()
-
-
-async def _settle_heap(heap: HeapSettler) -> None:
-    """MLflow's modules out of the collector's full passes once imported (see trainboard.tui.heap):
-    a full pass over them took 150 ms, and every member waited behind each."""
-    while True:
-        heap.settle()
-        await asyncio.sleep(SETTLE_SECONDS)
+    return await until_signalled(sweep.run(), sweep.cancel, "every member is tearing down")

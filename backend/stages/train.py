@@ -21,6 +21,7 @@ from trainboard.backend.progress import ProgressTracker, final_text
 from trainboard.backend.runnerlink import job_tracking_env
 from trainboard.backend.runners import JobHandle
 from trainboard.backend.stages.base import RunContext
+from trainboard.backend.tracking import freeze_imported
 
 _matplotlib_import: list[threading.Thread] = []  # started once a process (a sweep runs many members)
 
@@ -37,6 +38,8 @@ def _import_matplotlib() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
+
+    freeze_imported("matplotlib")
 
 
 class TrainStage:
