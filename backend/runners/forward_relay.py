@@ -27,7 +27,10 @@ While no forward answers (the connection is being re-established, or
 trainboard is gone until ``trainboard attach``), a new connection waits, up to
 ``--wait`` seconds, for one that does. When trainboard writes a new generation,
 connections made through an older forward are closed: they lead to an SSH
-session that is gone, and the job's HTTP client retries them at once.
+session that is gone, and the job's HTTP client retries them at once. One whose
+answer is coming through is left to finish (cut mid-answer, the client would not
+retry: the job's MLflow call would fail); it is closed once it has been quiet for
+QUIET seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import threading
 import time
 
 POLL = 0.2  # seconds between looks at forward.port and at the job
+QUIET = 1.0  # seconds an older generation's connection with an answer under way may be silent before it closes
 START_WITHIN = 600.0  # seconds the job has to appear (its pid file) before the relay gives up
 
 
@@ -83,12 +87,32 @@ def job_over(folder: str, started: float) -> bool:
     return False
 
 
+class Link:
+    """One job connection relayed to a forward: when bytes last went each way."""
+
+    def __init__(self, generation: int, client: socket.socket, server: socket.socket) -> None:
+        self.generation, self.client, self.server = generation, client, server
+        self.asked = self.answered = 0.0  # monotonic times: job -> server, server -> job
+
+    def answering(self, now: float) -> bool:
+        """An answer is coming through: bytes from the server since the last request, lately."""
+        return self.answered > self.asked and now - self.answered < QUIET
+
+    def close(self) -> None:
+        for sock in (self.client, self.server):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class Relay:
     def __init__(self, folder: str, port: int, wait: float) -> None:
         self.folder = folder
         self.wait = wait
         self.lock = threading.Lock()
-        self.open: list[tuple[int, socket.socket, socket.socket]] = []  # (generation, job side, forward side)
+        self.open: list[Link] = []
+        self.stale_below = 0  # links of an older generation than this close once no answer comes through
         self.gave_up = False  # a connection was given up, and none has got through since
         self.listener = self._listen(port)
         self.port = self.listener.getsockname()[1]
@@ -124,18 +148,16 @@ class Relay:
                 return
             now = read_forward(self.folder)[1]
             if now != generation:
-                generation = now
-                self.close_older_than(now)
+                generation = self.stale_below = now
+            self.close_stale()
 
-    def close_older_than(self, generation: int) -> None:
+    def close_stale(self) -> None:
+        """Close the links of an older generation, but one whose answer is coming through."""
+        now = time.monotonic()
         with self.lock:
-            stale = [entry for entry in self.open if entry[0] < generation]
-        for _, a, b in stale:
-            for sock in (a, b):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            stale = [link for link in self.open if link.generation < self.stale_below and not link.answering(now)]
+        for link in stale:
+            link.close()
 
     def upstream(self) -> tuple[int, socket.socket] | None:
         """A connection to the current forward, waiting up to --wait s for one that answers."""
@@ -172,20 +194,21 @@ class Relay:
             self.note("delivered")
         generation, server = found
         server.settimeout(None)
-        entry = (generation, client, server)
+        link = Link(generation, client, server)
         with self.lock:
-            self.open.append(entry)
+            self.open.append(link)
         try:
-            pump(client, server)
+            pump(link)
         finally:
             with self.lock:
-                self.open.remove(entry)
+                self.open.remove(link)
             client.close()
             server.close()
 
 
-def pump(a: socket.socket, b: socket.socket) -> None:
+def pump(link: Link) -> None:
     """Bytes both ways until either side ends (HTTP never half-closes in a way that matters here)."""
+    a, b = link.client, link.server
     peer = {a: b, b: a}
     while True:
         try:
@@ -194,6 +217,10 @@ def pump(a: socket.socket, b: socket.socket) -> None:
                 data = sock.recv(65536)
                 if not data:
                     return
+                if sock is a:
+                    link.asked = time.monotonic()
+                else:
+                    link.answered = time.monotonic()
                 peer[sock].sendall(data)
         except (OSError, ValueError):
             return
