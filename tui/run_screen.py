@@ -151,6 +151,9 @@ class RunScreen(Screen[None]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # The app's signal holds its subscribers' callbacks, and ours holds this screen: a member's
+        # dashboard the sweep screen let go of would live, with its log pane, as long as the app.
+        self.app.theme_changed_signal.unsubscribe(self)
 
     def _read_log_files(self) -> None:
         """Opened mid-run: the pane starts with the end of what the member has logged."""
