@@ -155,6 +155,9 @@ def main() -> int:
         print(f"  {what:24} quiet p50 {pct(quiet, 0.5) * 1000:5.1f} p95 {pct(quiet, 0.95) * 1000:5.1f} ms | "
               f"flood p50 {pct(flood, 0.5) * 1000:5.1f} p95 {pct(flood, 0.95) * 1000:5.1f} ms | "
               f"ratio p95 {pct(flood, 0.95) / pct(quiet, 0.95):.2f} ({len(flood)} presses)")
+    from textual.constants import ESCAPE_DELAY
+
+    print(f"  (escape includes Textual's wait for the rest of an escape sequence: {ESCAPE_DELAY * 1000:.0f} ms)")
     every = [t for what, times in results["flood"].items() if what not in ("escape (back)", "enter, first open")
              for t in times]
     print(f"every key press but escape and the first open under the flood: p95 {pct(every, 0.95) * 1000:.1f} ms; "
