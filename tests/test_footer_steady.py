@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import html
+from collections.abc import Set as AbstractSet
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -50,6 +51,12 @@ class Keys(App[None]):
         return Main(self.steady)
 
 
+def footer_keys(besides: AbstractSet[int] = frozenset()) -> list[FooterKey]:
+    """Every FooterKey alive (but those in ``besides``: other tests' in this process)."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, FooterKey) and id(o) not in besides]
+
+
 def shown_text(app: App[None]) -> str:
     return html.unescape(app.export_screenshot()).replace("\xa0", " ")
 
@@ -66,6 +73,7 @@ async def test_it_looks_like_textuals_footer() -> None:
 
 
 async def test_a_question_opened_and_closed_neither_rebuilds_it_nor_leaves_keys_alive() -> None:
+    others = {id(key) for key in footer_keys()}
     app = Keys(steady=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.1)
@@ -77,12 +85,12 @@ async def test_a_question_opened_and_closed_neither_rebuilds_it_nor_leaves_keys_
             await pilot.press("n")
             await pilot.pause()
         assert footer.rebuilds == rebuilds
-        gc.collect()
-        keys = [o for o in gc.get_objects() if isinstance(o, FooterKey)]
+        keys = footer_keys(others)
         assert len(keys) == len(footer.query(FooterKey)), len(keys)
 
 
 async def test_it_rebuilds_when_a_binding_changes_and_lets_go_of_the_old_keys() -> None:
+    others = {id(key) for key in footer_keys()}
     app = Keys(steady=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.1)
@@ -98,5 +106,4 @@ async def test_it_rebuilds_when_a_binding_changes_and_lets_go_of_the_old_keys() 
         await pilot.pause()
         assert "Stop member" not in shown_text(app)
         assert len(footer.query(FooterKey)) == shown - 1
-        gc.collect()
-        assert len([o for o in gc.get_objects() if isinstance(o, FooterKey)]) <= 2 * shown  # this set and the last
+        assert len(footer_keys(others)) <= 2 * shown  # this set and the last
