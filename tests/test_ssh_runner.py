@@ -462,3 +462,21 @@ async def test_the_heartbeat_keeps_a_followed_job_and_a_detached_one_alive_past_
         await again.teardown()
     finally:
         await runner.teardown()
+
+
+async def test_a_process_file_that_fails_as_its_process_ends_reads_as_gone(sshd: Sshd, tmp_path: Path) -> None:
+    """The job's status reads /proc/<pid>/stat over SFTP; read just as the process ends it fails
+    with ESRCH, which the SFTP server says as a bare "Failure" (as for any errno it has no code
+    for: EIO here, from /proc/self/mem at address 0). A /proc file's failure reads as gone; any
+    other file's failure is still an error."""
+    from trainboard.backend.runners.ssh.files import read_small
+
+    async with asyncssh.connect("127.0.0.1", port=sshd.port, username=sshd.user, client_keys=[str(sshd.client_key)],
+                                known_hosts=str(sshd.known_hosts), config=[]) as conn:
+        async with conn.start_sftp_client() as sftp:
+            async with sftp.open("/proc/self/mem", "rb") as fh:
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await fh.read(64, 0)  # the server's bare failure, as it comes
+            assert await read_small(sftp, "/proc/self/mem") is None
+            with pytest.raises(asyncssh.SFTPFailure):
+                await read_small(sftp, str(tmp_path))  # a folder: EISDIR, not a /proc file

@@ -25,12 +25,18 @@ class _Prefetch:
 
 
 async def read_small(sftp: asyncssh.SFTPClient, path: str) -> bytes | None:
-    """A small file's content (a /proc file too: their size reads 0); None when missing."""
+    """A small file's content (a /proc file too: their size reads 0); None when missing. A process's
+    /proc file read as the process ends fails with ESRCH, which the SFTP server says as a bare
+    "Failure": the process is gone, and that is None too."""
     try:
         async with sftp.open(path, "rb") as fh:
             data = await fh.read(SMALL_FILE, 0)
     except asyncssh.SFTPNoSuchFile:
         return None
+    except asyncssh.SFTPFailure:
+        if path.startswith("/proc/"):
+            return None
+        raise
     return data if isinstance(data, bytes) else data.encode()
 
 
