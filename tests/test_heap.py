@@ -16,6 +16,7 @@ from trainboard.tui.heap import HeapSettler
 
 @pytest.fixture
 def settler() -> Iterator[HeapSettler]:
+    gc.unfreeze()  # what an earlier test in this worker froze (MLflow's import freezes itself: tracking.freeze_imported)
     settler = HeapSettler()
     yield settler
     settler.release()
