@@ -16,7 +16,7 @@ from trainboard.tui.heap import HeapSettler
 
 @pytest.fixture
 def settler() -> Iterator[HeapSettler]:
-    gc.unfreeze()  # what an earlier test in this worker froze (MLflow's import freezes itself: tracking.freeze_imported)
+    gc.unfreeze()  # what an earlier test in this worker froze (tracking.freeze_imported on MLflow's import)
     settler = HeapSettler()
     yield settler
     settler.release()
