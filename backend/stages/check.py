@@ -5,6 +5,7 @@ in the background while the runner is provisioned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -116,13 +117,8 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
     async def from_mlflow() -> Any:
         return await tracking.call(tracking.baseline, cfg.compare.base, None, list(cfg.metrics))
 
-    # A fresh CI checkout's store has no run of the base branch: git notes may (see trainboard.backend.gitbaseline).
-    # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
-    # A sweep's members share one lookup (see trainboard.backend.sweep_shared).
-    baseline = ctx.state.metrics.baseline = await shared_baseline(ctx, tracking.tracking_uri, lambda: find_baseline(
-        ctx, from_mlflow, early=not is_http(tracking.tracking_uri)))
-    # The tags as the run is created (a sweep's parent run may have come meanwhile)
-    tags = ctx.state.tracking.run_tags = {
+    # The run is made while the baseline is looked up: the job waits for the one, not the other.
+    tags = ctx.state.tracking.run_tags = {  # what the run is made with (a sweep's parent may come later)
         RUN_TAG: ctx.run_id,
         BRANCH_TAG: git.branch,
         COMMIT_TAG: git.commit,
@@ -131,8 +127,20 @@ async def _open_tracking(ctx: RunContext, mlflow_import: Any) -> None:
         "trainboard.runner": cfg.runner.kind,
         **ctx.tags,
     }
-    mlflow_run_id = ctx.state.tracking.mlflow_run_id = await tracking.call(
-        tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags, urgent=True)  # a job waits for it
+    creating = asyncio.ensure_future(tracking.call(tracking.create_run, f"{cfg.name}-{ctx.run_id}", tags,
+                                                   urgent=True))
+    try:
+        # A fresh CI checkout's store has no run of the base branch: git notes may (see trainboard.backend.gitbaseline).
+        # Fetched meanwhile for a local store; for a shared server only when it has no baseline.
+        # A sweep's members share one lookup (see trainboard.backend.sweep_shared).
+        early = not is_http(tracking.tracking_uri)
+        baseline = ctx.state.metrics.baseline = await shared_baseline(
+            ctx, tracking.tracking_uri, lambda: find_baseline(ctx, from_mlflow, early=early))
+    except BaseException:
+        with contextlib.suppress(Exception):  # the run made meanwhile is teardown's to end
+            ctx.state.tracking.mlflow_run_id = await asyncio.shield(creating)
+        raise
+    mlflow_run_id = ctx.state.tracking.mlflow_run_id = await creating
     # The params follow while the job starts (it needs the run's id, not them); collect waits for them.
     logging_params = ctx.state.tracking.logging_params = asyncio.ensure_future(tracking.call(
         tracking.log_params, mlflow_run_id, mask_config(cfg.params)))  # a secret-named param is logged as ***
