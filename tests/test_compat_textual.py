@@ -25,6 +25,8 @@ from trainboard.tui import compat_textual
 from trainboard.tui.compat_textual import (
     UnhandledErrorHook,
     clear_log_render_cache,
+    forget_detached_watchers,
+    forget_styles_caches,
     revive_writer_thread,
     unhandled_exception,
 )
@@ -171,3 +173,35 @@ def test_compat_names_the_textual_version_it_was_written_against() -> None:
     doc: Any = compat_textual.__doc__
     assert compat_textual.TEXTUAL_VERSION_CHECKED in doc
     assert Path(compat_textual.__file__).name == "compat_textual.py"
+
+
+class Watched(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Log(id="watched")
+        yield Log(id="watcher")
+
+
+async def test_the_watchers_of_a_removed_node_are_forgotten() -> None:
+    """A node's watcher lists (``__watchers``) keep a removed watcher until the watched value
+    changes: forget_detached_watchers drops it, and keeps the others."""
+    app = Watched()
+    async with app.run_test() as pilot:
+        watched, watcher = app.query_one("#watched", Log), app.query_one("#watcher", Log)
+        watcher.watch(watched, "auto_scroll", lambda _: None, init=False)
+        app.watch(watched, "auto_scroll", lambda _: None, init=False)
+        watchers = getattr(watched, "__watchers", None)
+        assert isinstance(watchers, dict), moved("a node's watchers are no longer kept in __watchers")
+        assert [node for node, _ in watchers["auto_scroll"]] == [watcher, app], moved("__watchers' entries")
+        await watcher.remove()
+        await pilot.pause()
+        forget_detached_watchers(watched)
+        assert [node for node, _ in watchers["auto_scroll"]] == [app]
+
+
+def test_the_style_caches_kept_for_gone_widgets_can_be_emptied() -> None:
+    from textual._styles_cache import StylesCache
+
+    kept = getattr(StylesCache, "get_inner_outer", None)
+    assert kept is not None and hasattr(kept, "cache_clear"), moved("StylesCache.get_inner_outer's lru_cache")
+    forget_styles_caches()
+    assert kept.cache_info().currsize == 0

@@ -5,9 +5,12 @@ something Textual does not promise to keep: the app's driver and its writer
 thread (``App._driver``, ``LinuxDriver._writer_thread``, ``WriterThread._file``,
 ``textual.drivers._writer_thread``), the hook for an unhandled exception
 (``App._handle_exception``), the exception a test run ended with
-(``App._exception``) and the ``Log`` widget's cache of rendered lines
-(``Log._render_line_cache``). tests/test_compat_textual.py fails, naming the
-missing piece, when an upgrade of Textual moves one of them.
+(``App._exception``), the ``Log`` widget's cache of rendered lines
+(``Log._render_line_cache``), a node's watcher lists (``__watchers``, kept by
+``textual.reactive``) and the cache of widgets' style caches
+(``StylesCache.get_inner_outer`` in ``textual._styles_cache``).
+tests/test_compat_textual.py fails, naming the missing piece, when an upgrade
+of Textual moves one of them.
 """
 
 from __future__ import annotations
@@ -59,3 +62,23 @@ def revive_writer_thread(app: App[Any]) -> bool:
 def clear_log_render_cache(log: Log) -> None:
     """Drop a ``Log``'s rendered lines, so the next frame renders them (with new styles) again."""
     log._render_line_cache.clear()
+
+
+def forget_detached_watchers(node: Any) -> None:
+    """Drop the watchers of ``node``'s reactives that belong to nodes no longer in the DOM
+    (Textual keeps them in the node's ``__watchers`` until the watched value changes)."""
+    watchers = getattr(node, "__watchers", None)
+    if not isinstance(watchers, dict):
+        return
+    for entries in watchers.values():
+        entries[:] = [(watcher, callback) for watcher, callback in entries if watcher.is_attached]
+
+
+def forget_styles_caches() -> None:
+    """Empty Textual's cache that keeps the last 1,024 widgets' style caches (and their rendered
+    lines) alive after the widgets are gone (an ``lru_cache`` on a method, keyed by the instance)."""
+    from textual._styles_cache import StylesCache
+
+    kept = getattr(StylesCache, "get_inner_outer", None)
+    if kept is not None and hasattr(kept, "cache_clear"):
+        kept.cache_clear()

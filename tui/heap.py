@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from textual._styles_cache import StylesCache
+from trainboard.tui.compat_textual import forget_styles_caches
 
 SETTLE_SECONDS = 2.0  # how often an app asks whether modules were imported since it last settled
 
@@ -52,9 +52,3 @@ class HeapSettler:
             self.settled = 0
             self._modules = 0
 
-
-def forget_styles_caches() -> None:
-    """Let go of the style caches of widgets that are gone (see the module docstring)."""
-    kept = getattr(StylesCache, "get_inner_outer", None)
-    if kept is not None and hasattr(kept, "cache_clear"):
-        kept.cache_clear()

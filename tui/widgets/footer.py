@@ -20,6 +20,8 @@ from typing import Any
 
 from textual.widgets import Footer
 
+from trainboard.tui.compat_textual import forget_detached_watchers
+
 
 class SteadyFooter(Footer):
     """A ``Footer`` (same look, same CSS) that skips rebuilds showing the same keys."""
@@ -48,10 +50,5 @@ class SteadyFooter(Footer):
         await super().recompose()
 
     def _forget_removed_keys(self) -> None:
-        """Drop the keys no longer in the DOM from the footer's watcher lists (Textual keeps them
-        in ``__watchers`` until the watched value changes; see ``textual.reactive._watch``)."""
-        watchers = getattr(self, "__watchers", None)
-        if not isinstance(watchers, dict):
-            return
-        for entries in watchers.values():
-            entries[:] = [(node, callback) for node, callback in entries if node.is_attached]
+        """Drop the keys no longer in the DOM from the footer's watchers (see compat_textual)."""
+        forget_detached_watchers(self)
