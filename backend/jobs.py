@@ -112,8 +112,7 @@ async def _follow_into(ctx: RunContext, handle: JobHandle, out: _Out) -> int:
             return await _drain(ctx, handle, out, splitter, status.exit_code)
         if not chunk:
             kept.flush()  # the full-log view reads it while the job runs
-            idle = getattr(runner, "idle", None)  # a runner that can tell the job ended wakes then (local)
-            await (idle(handle, TAIL_IDLE) if idle is not None else asyncio.sleep(TAIL_IDLE))
+            await runner.idle(handle, TAIL_IDLE)  # the local runner wakes at the job's end
 
 
 async def _drain(ctx: RunContext, handle: JobHandle, out: _Out, splitter: LineSplitter, exit_code: int | None) -> int:

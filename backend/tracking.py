@@ -199,12 +199,13 @@ class Tracking:
         self.artifact_root = artifact_root
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self._lane = lane_for(tracking_uri)  # a SQLite store's calls, one after another
 
     async def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None, urgent: bool = False) -> T:
         """``fn(*args)`` (one of the methods below) in a daemon thread; past ``timeout``
         seconds, a TrackingError (the thread ends by itself: its requests are bounded)."""
         try:
-            return await in_thread(fn, *args, timeout=timeout, lane=lane_for(self.tracking_uri), urgent=urgent)
+            return await in_thread(fn, *args, timeout=timeout, lane=self._lane, urgent=urgent)
         except TimeoutError:
             raise TrackingError(f"MLflow at {display_uri(self.tracking_uri)}: no answer within {timeout:g} s") from None
 

@@ -104,6 +104,10 @@ class Runner(Protocol):
 
     async def status(self, handle: JobHandle) -> JobStatus: ...
 
+    async def idle(self, handle: JobHandle, seconds: float) -> None:
+        """Wait ``seconds`` between looks at a job with nothing new, or less when the runner can
+        tell the job has ended (the local runner)."""
+
     async def stop(self, handle: JobHandle, grace: float = 5.0) -> None:
         """SIGTERM the job's process group, SIGKILL after ``grace`` seconds."""
 

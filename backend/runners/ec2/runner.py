@@ -206,6 +206,9 @@ class Ec2Runner:
     async def status(self, handle: JobHandle) -> JobStatus:
         return await self._require_ssh().status(handle)
 
+    async def idle(self, handle: JobHandle, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     async def stop(self, handle: JobHandle, grace: float = 5.0) -> None:
         await self._require_ssh().stop(handle, grace)
 

@@ -222,6 +222,9 @@ class SshRunner:
     async def status(self, handle: JobHandle) -> JobStatus:
         return await self.jobs.status(handle)
 
+    async def idle(self, handle: JobHandle, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # the host says nothing of the job's end: the next look tells
+
     async def stop(self, handle: JobHandle, grace: float = 5.0) -> None:
         await self.jobs.stop(handle, grace)
 
