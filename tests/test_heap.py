@@ -30,7 +30,8 @@ def test_settle_freezes_what_is_alive_and_again_only_after_an_import(
     frozen = gc.get_freeze_count()
     assert frozen > 1000  # the modules imported so far, their functions and classes
     assert not settler.settle()  # nothing imported since: no collection, nothing more frozen
-    assert gc.get_freeze_count() == frozen
+    # Not equal: a thread an earlier test in this worker left running may free a frozen object.
+    assert gc.get_freeze_count() <= frozen
 
     (tmp_path / "tb_heap_probe.py").write_text("TABLE = {i: [i] for i in range(500)}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
