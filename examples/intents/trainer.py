@@ -1,6 +1,13 @@
 """The example job's training loop: AdamW with warm-up and linear decay, the progress line every
 ``log_every`` steps, evaluations on a fixed held-out slice during each epoch and on the whole
-held-out set at its end, every metric logged to MLflow with step = the global training step."""
+held-out set at its end, every metric logged to MLflow with step = the global training step.
+
+On several processes (torchrun, see ``distributed``): ``batch_size`` is the global batch, each
+process trains on its share of it (DistributedSampler's rows, ``ceil(batch_size / N)`` a step),
+so an epoch has the same steps as on one process and DistributedDataParallel averages the
+gradients over the global batch. Losses and sample counts are summed over the processes before
+they are reported, each evaluation scores every held-out row once (each process predicts a
+share, rank 0 gets them all), and only rank 0 prints and logs (its ``Tracker`` and ``log``)."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from distributed import World, shard_order
 from progress import Tracker, log, progress_line
 from scores import class_metrics, per_class, score
 
@@ -41,13 +49,19 @@ def eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
 
 class Trainer:
     def __init__(self, model: Any, tokenizer: Any, params: dict[str, Any], train: Split, test: Split,
-                 slice_positions: Sequence[int], names: Sequence[str], tracker: Tracker) -> None:
-        self.model, self.tokenizer, self.params = model, tokenizer, params
+                 slice_positions: Sequence[int], names: Sequence[str], tracker: Tracker,
+                 world: World | None = None) -> None:
+        self.world = world or World()
+        self.net = model  # the model itself (saved, evaluated); self.model trains (DDP on several processes)
+        self.model = self.world.wrap(model)
+        self.tokenizer, self.params = tokenizer, params
         self.train, self.test, self.names, self.tracker = train, test, list(names), tracker
         self.slice = Split([test.texts[i] for i in slice_positions], [test.labels[i] for i in slice_positions])
         self.epochs = params["epochs"]
-        self.batch_size = params["batch_size"]
-        self.steps_per_epoch = math.ceil(len(train.texts) / self.batch_size)
+        self.batch_size = params["batch_size"]  # the global batch
+        self.rank_batch = self.world.rank_batch(self.batch_size)  # this process's share of it
+        rank_rows = math.ceil(len(train.texts) / self.world.size)
+        self.steps_per_epoch = math.ceil(rank_rows / self.rank_batch)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.warmup_steps = int(round(self.total_steps * params["warmup_ratio"]))
         self.eval_at = eval_steps(self.steps_per_epoch, params["evals_per_epoch"])
@@ -58,7 +72,7 @@ class Trainer:
 
     def _groups(self) -> list[dict[str, Any]]:
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        named = list(self.model.named_parameters())
+        named = list(self.net.named_parameters())
         return [
             {"params": [p for n, p in named if not any(nd in n for nd in no_decay)],
              "weight_decay": self.params["weight_decay"]},
@@ -74,25 +88,30 @@ class Trainer:
     def encode(self, texts: Sequence[str]) -> Any:
         # Dynamic padding: pad to the longest sequence of this batch only.
         return self.tokenizer(list(texts), padding=True, truncation=True,
-                              max_length=self.params["max_length"], return_tensors="pt")
+                              max_length=self.params["max_length"], return_tensors="pt").to(self.world.device)
 
     def predict(self, split: Split) -> tuple[float, list[int]]:
-        """Mean cross-entropy and the predicted label of every row (batched by length)."""
-        self.model.eval()
+        """Mean cross-entropy and the predicted label of every row (batched by length). On several
+        processes each predicts every N-th row and all of them get every row's prediction."""
+        self.net.eval()
         order = sorted(range(len(split.texts)), key=lambda i: len(split.texts[i]))
-        preds = [0] * len(split.texts)
+        mine = order[self.world.rank :: self.world.size]
+        preds: dict[int, int] = {}
         loss_sum = 0.0
         size = self.params["eval_batch_size"]
         with torch.inference_mode():
-            for start in range(0, len(order), size):
-                chunk = order[start : start + size]
-                logits = self.model(**self.encode([split.texts[i] for i in chunk])).logits
-                target = torch.tensor([split.labels[i] for i in chunk])
+            for start in range(0, len(mine), size):
+                chunk = mine[start : start + size]
+                logits = self.net(**self.encode([split.texts[i] for i in chunk])).logits
+                target = torch.tensor([split.labels[i] for i in chunk], device=self.world.device)
                 loss_sum += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-                for i, p in zip(chunk, logits.argmax(dim=-1).tolist(), strict=True):
-                    preds[i] = p
-        self.model.train()
-        return loss_sum / max(1, len(split.texts)), preds
+                preds.update(zip(chunk, logits.argmax(dim=-1).tolist(), strict=True))
+        self.net.train()
+        total, merged = 0.0, {}
+        for loss_part, part in self.world.gather((loss_sum, preds)):
+            total += loss_part
+            merged.update(part)
+        return total / max(1, len(split.texts)), [merged[i] for i in range(len(split.texts))]
 
     def evaluate(self, epoch: int, step: int, full: bool) -> None:
         """Score the slice (in the epoch) or the whole held-out set (at its end) and log it."""
@@ -124,7 +143,10 @@ class Trainer:
         log(progress_line(0, self.total_steps, 1, self.epochs))
         self.model.train()
         for epoch in range(1, self.epochs + 1):
-            order = torch.randperm(len(self.train.texts), generator=generator).tolist()
+            if self.world.distributed:
+                order = shard_order(len(self.train.texts), self.world, self.params["seed"], epoch - 1)
+            else:
+                order = torch.randperm(len(self.train.texts), generator=generator).tolist()
             began = time.time()
             eval_before = self.outcome.eval_seconds
             epoch_loss = self._epoch(epoch, order)
@@ -140,11 +162,12 @@ class Trainer:
         return self.outcome
 
     def _epoch(self, epoch: int, order: list[int]) -> float:
-        """One pass over the training split; returns its mean loss."""
-        epoch_loss = 0.0
+        """One pass over the training split (this process's share of it); returns its mean loss.
+        Losses are means over the processes and sample counts their sum (one process: as they are)."""
+        epoch_loss, mean_loss = 0.0, 0.0
         window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, time.time()
         for step in range(1, self.steps_per_epoch + 1):
-            chunk = order[(step - 1) * self.batch_size : step * self.batch_size]
+            chunk = order[(step - 1) * self.rank_batch : step * self.rank_batch]
             value = self._step(chunk)
             self.global_step += 1
             epoch_loss += value
@@ -153,17 +176,20 @@ class Trainer:
             window_samples += len(chunk)
             g = self.global_step
             if g % self.params["log_every"] == 0 or g == FIRST_REPORT_STEP or step == self.steps_per_epoch:
-                rate = window_samples / max(1e-9, time.time() - window_start)
-                self._report(epoch, epoch_loss / step, window_loss / window_steps, rate)
+                size = self.world.size
+                epoch_sum, window_sum, samples = self.world.sum([epoch_loss, window_loss, window_samples])
+                mean_loss = epoch_sum / size / step
+                rate = samples / max(1e-9, time.time() - window_start)
+                self._report(epoch, mean_loss, window_sum / size / window_steps, rate)
                 window_loss, window_steps, window_samples, window_start = 0.0, 0, 0, time.time()
             if step in self.eval_at:
                 self.evaluate(epoch, step, full=False)
                 window_start = time.time()  # throughput counts training time only
-        return epoch_loss / self.steps_per_epoch
+        return mean_loss  # reported at the epoch's last step: the epoch's mean
 
     def _step(self, chunk: Sequence[int]) -> float:
         enc = self.encode([self.train.texts[i] for i in chunk])
-        target = torch.tensor([self.train.labels[i] for i in chunk])
+        target = torch.tensor([self.train.labels[i] for i in chunk], device=self.world.device)
         loss = self.model(**enc, labels=target).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
