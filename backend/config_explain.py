@@ -33,7 +33,8 @@ _FIXES: dict[str, str] = {
 }
 
 _SETTING_FIXES: dict[str, str] = {
-    "runner.kind": "use kind: local (this machine), ssh (a host you can SSH into) or ec2 (a fresh instance)",
+    "runner.kind": "use kind: local (this machine), ssh (a host you can SSH into), ec2 (a fresh instance) "
+                   "or ray (a Ray cluster)",
     "job.command": 'set job.command to the command that trains, e.g. "python train.py"',
     "metrics": "list the metrics to follow, e.g. metrics: {f1: {goal: max}}",
     "mlflow.tracking_uri": "e.g. sqlite:///.trainboard/mlflow.db or http://mlflow.internal:5000",

@@ -53,6 +53,11 @@ def _apply_override(data: dict[str, Any], item: str, written: dict[str, Any] | N
     if written is not None:
         _check_names(keys, text, written, shown)
     value = _value(dotted, text, shown)
+    runner = data.get("runner")
+    if tuple(keys) == ("runner", "kind") and isinstance(runner, dict) and runner.get("kind", "local") != value:
+        # The file's runner settings are its kind's (an ssh host, an EC2 region): another kind,
+        # set on the command line, starts from its own defaults and the --set that follow.
+        data["runner"] = {}
     node: Any = data
     for key in keys[:-1]:
         child = node.get(key) if isinstance(node, dict) else None

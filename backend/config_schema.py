@@ -122,7 +122,51 @@ class Ec2RunnerConfig(_SshOptions):
         return self
 
 
-RunnerConfig = Annotated[LocalRunnerConfig | SshRunnerConfig | Ec2RunnerConfig, Field(discriminator="kind")]
+class RayRunnerConfig(_Strict):
+    """A Ray cluster's job server (``address``), or a head trainboard starts here (``local``)."""
+
+    kind: Literal["ray"]
+    address: str | None = None  # the job server (the dashboard), e.g. http://head:8265
+    local: bool = False  # start a Ray head on 127.0.0.1 for the run, and stop it at its end
+    num_cpus: float = Field(default=1, ge=0)  # the job's entrypoint resources on the cluster
+    num_gpus: float = Field(default=0, ge=0)
+    # stopping the job: SIGTERM, then SIGKILL this long after (Ray's RAY_JOB_STOP_WAIT_TIME_S)
+    stop_wait_seconds: int = Field(default=30, ge=0, le=3600)
+    token_env: str | None = None  # the name of a variable holding a bearer token for the job server
+    connect_timeout: float = Field(default=20, gt=0, le=600)
+
+    @field_validator("address")
+    @classmethod
+    def _address_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                raise ValueError("must be the URL of a Ray job server, e.g. http://head-node:8265")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must be the name of an environment variable (its value is the token), e.g. RAY_TOKEN")
+        return value
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> RayRunnerConfig:
+        if (self.address is None) == (not self.local):
+            both = self.address is not None
+            raise _SettingError("runner.address" if both else "runner.local",
+                                "address and local: true both say where the cluster is" if both
+                                else "the Ray runner needs a cluster",
+                                "set address: http://HEAD:8265 (an existing cluster's job server), "
+                                "or local: true (a head on this machine for the run), not both")
+        return self
+
+
+RunnerConfig = Annotated[LocalRunnerConfig | SshRunnerConfig | Ec2RunnerConfig | RayRunnerConfig,
+                         Field(discriminator="kind")]
 
 
 class JobConfig(_Strict):
@@ -362,4 +406,5 @@ _RUNNER_MODELS: dict[str, type[BaseModel]] = {
     "local": LocalRunnerConfig,
     "ssh": SshRunnerConfig,
     "ec2": Ec2RunnerConfig,
+    "ray": RayRunnerConfig,
 }

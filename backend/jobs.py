@@ -27,7 +27,8 @@ def job_spec(ctx: RunContext, name: str, commands: tuple[str, ...], extra: dict[
     env = job_http_env()  # the job's MLflow client keeps its long retries (trainboard's own are short)
     env.update(ctx.config.job.env)
     env.update(extra or {})
-    return JobSpec(name=name, commands=commands, workdir=ctx.config.job.workdir, env=env)
+    return JobSpec(name=name, commands=commands, workdir=ctx.config.job.workdir, env=env,
+                   outputs=tuple(ctx.config.job.outputs))
 
 
 async def start_job(ctx: RunContext, spec: JobSpec) -> JobHandle:

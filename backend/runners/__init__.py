@@ -32,6 +32,10 @@ def make_runner(config: Any, run_dir: str | Path, run_id: str) -> Runner:
         from trainboard.backend.runners.ec2 import Ec2Runner
 
         return Ec2Runner(config, Path(run_dir), run_id)
+    if kind == "ray":
+        from trainboard.backend.runners.ray import RayRunner
+
+        return RayRunner(config, Path(run_dir), run_id)
     raise RunnerError(f"unknown runner kind {kind!r}")
 
 

@@ -1,7 +1,8 @@
 """The runner protocol: provision, sync, start a detached job, tail its log, tear down.
 
-Three kinds implement it: ``local`` (this machine), ``ssh`` (any host reached
-with asyncssh) and ``ec2`` (a fresh instance, then the SSH runner on it).
+Four kinds implement it: ``local`` (this machine), ``ssh`` (any host reached
+with asyncssh), ``ec2`` (a fresh instance, then the SSH runner on it) and ``ray``
+(a Ray cluster's Job Submission API).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class JobSpec:
     workdir: str  # relative to the workspace
     env: dict[str, str] = field(default_factory=dict)
     stop_on_error: bool = True
+    outputs: tuple[str, ...] = ()  # what collect fetches (relative to workdir): where it must be kept
 
 
 @dataclass(frozen=True, slots=True)

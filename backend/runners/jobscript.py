@@ -11,21 +11,27 @@ import shlex
 from trainboard.backend.runners.base import JobSpec
 
 
-def job_script(spec: JobSpec, workdir: str, log_path: str, exit_path: str, pid_path: str | None = None) -> str:
+def job_script(spec: JobSpec, workdir: str, log_path: str | None, exit_path: str | None,
+               pid_path: str | None = None) -> str:
     """The bash wrapper that runs a job's commands and records its exit code.
 
     Every value is shell-quoted: commands run exactly as written, paths and
     names execute nothing. With ``pid_path``, the wrapper first writes its own
     pid (its session and process-group id when started with setsid) there.
+    Without ``log_path`` it prints to its own stdout, and without ``exit_path`` its exit
+    status is the record (the Ray runner: Ray keeps both).
     """
     q = shlex.quote
     lines = ["#!/usr/bin/env bash"]
     if pid_path is not None:
         lines.append(f"printf '%s\\n' \"$$\" > {q(pid_path + '.tmp')} && mv -f {q(pid_path + '.tmp')} {q(pid_path)}")
+    if log_path is not None:
+        lines.append(f"exec >>{q(log_path)} 2>&1 </dev/null")
+    lines.append("finish() {")
+    if exit_path is not None:
+        tmp = q(exit_path + ".tmp")
+        lines.append(f"  printf '%s\\n' \"$1\" > {tmp} && mv -f {tmp} {q(exit_path)}")
     lines += [
-        f"exec >>{q(log_path)} 2>&1 </dev/null",
-        "finish() {",
-        f"  printf '%s\\n' \"$1\" > {q(exit_path + '.tmp')} && mv -f {q(exit_path + '.tmp')} {q(exit_path)}",
         '  exit "$1"',
         "}",
         "trap 'finish 143' TERM",

@@ -58,26 +58,7 @@ class LocalRunner:
         )
 
     async def sync(self, source: Path, files: list[str], extra: dict[str, bytes]) -> None:
-        await asyncio.to_thread(self._copy, source, files, extra)
-
-    def _copy(self, source: Path, files: list[str], extra: dict[str, bytes]) -> None:
-        made: set[Path] = set()
-        for rel in files:
-            src = source / rel
-            dst = self.workspace / rel
-            if dst.parent not in made:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                made.add(dst.parent)
-            if src.is_symlink():
-                if dst.is_symlink() or dst.exists():
-                    dst.unlink()
-                dst.symlink_to(os.readlink(src))
-            elif src.is_file():
-                shutil.copy2(src, dst)
-        for rel, data in extra.items():
-            dst = self.workspace / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(data)
+        await asyncio.to_thread(copy_files, source, files, extra, self.workspace)
 
     def job_env(self, spec: JobSpec) -> dict[str, str]:
         env = dict(os.environ)
@@ -210,6 +191,27 @@ class LocalRunner:
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             del self._children[pid]
+
+
+def copy_files(source: Path, files: list[str], extra: dict[str, bytes], dest: Path) -> None:
+    """Copy ``files`` (relative to ``source``; symlinks as links) into ``dest``, then write ``extra``."""
+    made: set[Path] = set()
+    for rel in files:
+        src = source / rel
+        dst = dest / rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        if src.is_symlink():
+            if dst.is_symlink() or dst.exists():
+                dst.unlink()
+            dst.symlink_to(os.readlink(src))
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    for rel, data in extra.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def _settle(future: asyncio.Future[None]) -> None:
