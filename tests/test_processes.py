@@ -5,6 +5,7 @@ outputs once. Also two such jobs at once on one machine (torchrun's free ports),
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from tests import sshd_support
-from tests.conftest import git, make_example_repo, run_cli
+from tests.conftest import ROOT, git, make_example_repo, run_cli
 from tests.sshd_support import Sshd
 from trainboard.backend.exitcodes import ExitCode
 from trainboard.backend.store import RunStore
@@ -28,6 +29,7 @@ from trainboard.backend.tracking import Tracking
 
 sshd = sshd_support.sshd  # the module's real sshd (a fixture)
 
+EXAMPLE = ROOT / "examples" / "intents"
 PY = sys.executable  # the remote login's PATH has no venv: the job names the interpreter
 TINY = {  # the example's tiny setting: 4 steps of 16 rows, 40 held-out rows, short texts
     "epochs": 1, "max_train_samples": 64, "max_eval_samples": 40, "batch_size": 16, "log_every": 2,
@@ -56,6 +58,34 @@ def test_several_processes_run_the_command_verbatim_under_torchrun() -> None:
     assert "command -v torchrun" in launcher("dvc repro") and "python3 -m torch.distributed.run" in launcher("make")
     assert launcher("python -u train.py") == "python -m torch.distributed.run"
     assert launcher("'/path with space/python' train.py") == "'/path with space/python' -m torch.distributed.run"
+
+
+def _example_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLE / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_global_batch_of_two_processes_is_the_batch_of_one() -> None:
+    """DistributedSampler deals one permutation out in turn: at every step the two processes'
+    batches of 8 together are the 16 rows one process trains on at that step."""
+    distributed = _example_module("distributed")
+    rows, batch = 100, 16
+    for epoch in (0, 1):
+        one = distributed.shard_order(rows, distributed.World(), 42, epoch)
+        assert sorted(one) == list(range(rows))
+        ranks = [distributed.World(rank=r, size=2, local_rank=r, local_size=2) for r in (0, 1)]
+        shares = [distributed.shard_order(rows, world, 42, epoch) for world in ranks]
+        assert len(shares[0]) == len(shares[1]) == rows // 2 and ranks[0].rank_batch(batch) == batch // 2
+        for step in range(rows // batch):
+            together = [i for share in shares for i in share[step * batch // 2 : (step + 1) * batch // 2]]
+            assert sorted(together) == sorted(one[step * batch : (step + 1) * batch])
+    assert distributed.shard_order(rows, distributed.World(), 42, 0) != one  # each epoch its own order
+    assert distributed.World(size=3, local_size=3).rank_batch(16) == 6  # the global batch: 18 rows
+    assert distributed.World(local_size=2).threads(2) == 1 and distributed.World(local_size=4).threads(2) == 1
 
 
 RANKS_JOB = textwrap.dedent(

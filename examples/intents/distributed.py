@@ -117,7 +117,11 @@ def setup() -> World:
 
 def shard_order(n: int, world: World, seed: int, epoch: int) -> list[int]:
     """This process's training rows for one epoch (0-based): DistributedSampler's shuffled share,
-    padded so that every process has as many rows (and so as many steps)."""
+    padded so that every process has as many rows (and so as many steps). The order is one
+    permutation of the rows (seeded by ``seed + epoch``) dealt out in turn: process r gets its
+    positions r, r + N, ...; so its k-th batch of ``b`` rows and the others' k-th batches are,
+    together, positions ``k*N*b`` to ``(k+1)*N*b`` of that permutation, the k-th global batch one
+    process (N = 1) takes."""
     from torch.utils.data import DistributedSampler
 
     sampler = DistributedSampler(range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed)

@@ -5,7 +5,9 @@ held-out set at its end, every metric logged to MLflow with step = the global tr
 On several processes (torchrun, see ``distributed``): ``batch_size`` is the global batch, each
 process trains on its share of it (DistributedSampler's rows, ``ceil(batch_size / N)`` a step),
 so an epoch has the same steps as on one process and DistributedDataParallel averages the
-gradients over the global batch. Losses and sample counts are summed over the processes before
+gradients over the global batch. One process draws its order with the same sampler (one replica):
+when N divides ``batch_size``, the rows of the global batch at each step are the very rows one
+process trains on at that step. Losses and sample counts are summed over the processes before
 they are reported, each evaluation scores every held-out row once (each process predicts a
 share, rank 0 gets them all), and only rank 0 prints and logs (its ``Tracker`` and ``log``)."""
 
@@ -139,14 +141,10 @@ class Trainer:
         )
 
     def fit(self) -> Outcome:
-        generator = torch.Generator().manual_seed(self.params["seed"])
         log(progress_line(0, self.total_steps, 1, self.epochs))
         self.model.train()
         for epoch in range(1, self.epochs + 1):
-            if self.world.distributed:
-                order = shard_order(len(self.train.texts), self.world, self.params["seed"], epoch - 1)
-            else:
-                order = torch.randperm(len(self.train.texts), generator=generator).tolist()
+            order = shard_order(len(self.train.texts), self.world, self.params["seed"], epoch - 1)
             began = time.time()
             eval_before = self.outcome.eval_seconds
             epoch_loss = self._epoch(epoch, order)
