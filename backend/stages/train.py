@@ -82,6 +82,8 @@ async def _start(ctx: RunContext) -> JobHandle:
         "MLFLOW_EXPERIMENT_NAME": cfg.mlflow.experiment,
         "TRAINBOARD_RUN_ID": ctx.run_id,
     }
+    if ctx.state.git is not None:  # the job's metadata on a cluster (the Ray runner's)
+        env.update(TRAINBOARD_GIT_BRANCH=ctx.state.git.branch, TRAINBOARD_GIT_COMMIT=ctx.state.git.commit)
     if cfg.job.gpus:
         env["TRAINBOARD_GPUS"] = str(cfg.job.gpus)
     env.update(await job_tracking_env(ctx))

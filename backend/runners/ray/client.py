@@ -8,7 +8,6 @@ environment and are never printed: errors name the address, not the request.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trainboard.backend.runners.base import PreflightError, RunnerError
+from trainboard.backend.tracking_calls import in_thread
 
 CONNECT_TIMEOUT = 20.0  # seconds for the job server's first answer
 CALL_TIMEOUT = 60.0  # seconds for any later call (a submit uploads the working dir)
@@ -77,8 +77,10 @@ class JobServer:
             # their INFO lines on stderr would draw over the dashboard
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
-            self._client = await asyncio.wait_for(
-                asyncio.to_thread(JobSubmissionClient, self.address, headers=self._headers), timeout)
+            # Ray's client sets no timeout on its requests: a daemon thread, given up on after
+            # ``timeout``, never holds trainboard's exit.
+            self._client = await in_thread(lambda: JobSubmissionClient(self.address, headers=self._headers),
+                                           timeout=timeout)
         except TimeoutError:
             raise RunnerError(f"the Ray cluster at {self.address} did not answer within {timeout:g} s") from None
         except Exception as exc:  # ConnectionError, its RuntimeError for a refused version check
@@ -90,7 +92,7 @@ class JobServer:
         if self._client is None:
             raise RunnerError("not connected to the Ray cluster")
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), CALL_TIMEOUT)
+            return await in_thread(lambda: fn(*args, **kwargs), timeout=CALL_TIMEOUT)
         except TimeoutError:
             raise RunnerError(f"the Ray cluster at {self.address} did not answer within {CALL_TIMEOUT:g} s") from None
         except RuntimeError as exc:

@@ -76,6 +76,8 @@ class LocalHead:
         for flag, port in ports.items():
             args += [flag, str(port)]
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", MARKER: temp_dir}
+        # `python` in its jobs is the interpreter trainboard runs in, as on the local runner.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("RAY_ADDRESS", None)  # a head of its own, not the one the user's shell points at
         with open(Path(temp_dir) / "trainboard-head.log", "wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

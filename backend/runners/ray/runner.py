@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +51,7 @@ class RayRunner:
         self._pumps: dict[str, LogPump] = {}
         self._setup: tuple[str, ...] = ()  # setup commands, run at the start of the job
         self._tracking: dict[str, str] = {}  # the job's MLflow URI and run id, to fetch outputs
+        self._stopped_head: dict[str, Any] | None = None  # the run's head, once teardown stopped it
 
     # -- the cluster ------------------------------------------------------------------------
 
@@ -81,10 +80,12 @@ class RayRunner:
 
     def state(self) -> dict[str, Any]:
         return {"address": self.server.address if self.server else self.config.address,
-                "head": self.head.state() if self.head else None}
+                "head": self.head.state() if self.head else self._stopped_head}
 
     async def reattach(self, state: dict[str, Any]) -> Host:
         if state.get("head"):
+            if state["head"].get("stopped"):
+                raise RunnerError("the Ray head this run started was stopped at its teardown")
             self.head = LocalHead.from_state(state["head"])
             if not self.head.alive():
                 self.head = None
@@ -139,8 +140,7 @@ class RayRunner:
 
     def _runtime_env(self, env: dict[str, str]) -> dict[str, Any]:
         env_vars = {**env, "PYTHONUNBUFFERED": "1", "RAY_JOB_STOP_WAIT_TIME_S": str(self.config.stop_wait_seconds)}
-        if self.head is not None:  # `python` in the job is the interpreter trainboard runs in, as on local
-            env_vars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        if self.head is not None:
             env_vars["TRAINBOARD_OUTPUT_DIR"] = str(self.outputs.resolve())
         return {"working_dir": str(self.working_dir), "env_vars": env_vars}
 
@@ -274,6 +274,7 @@ class RayRunner:
         if head is not None:
             self._say("stopping", "stopping the Ray head this run started")
             await head.stop()
+            self._stopped_head = {**head.state(), "stopped": True}
 
 
 def _metadata(env: dict[str, str]) -> dict[str, str]:
