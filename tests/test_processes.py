@@ -88,6 +88,50 @@ def test_the_global_batch_of_two_processes_is_the_batch_of_one() -> None:
     assert distributed.World(local_size=2).threads(2) == 1 and distributed.World(local_size=4).threads(2) == 1
 
 
+def _no_dropout_model(folder: Path) -> Path:
+    """The bundled MiniLM with dropout off (its files linked, its config.json edited): training is
+    then deterministic, so one process and two must compute the same thing."""
+    bundled = _example_module("train").bundled_model_dir()
+    folder.mkdir()
+    for item in bundled.iterdir():
+        if item.name != "config.json":
+            (folder / item.name).symlink_to(item)
+    config = json.loads((bundled / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.slow
+def test_two_processes_train_exactly_as_one(tmp_path: Path) -> None:
+    """The same global batches, DDP's averaged gradient, the losses and the evaluation gathered over
+    both processes: without dropout, every progress line's loss and the final scores are one
+    process's (to the printed digits)."""
+    model = _no_dropout_model(tmp_path / "model")
+    params = {**TINY, "max_train_samples": 96, "max_eval_samples": 60, "log_every": 1, "model": str(model),
+              "data": str(ROOT.parent / "shared" / "data" / "atis_intents.csv"), "evals_per_epoch": 2}
+    outputs = {}
+    for processes in (1, 2):
+        work = tmp_path / f"p{processes}"
+        work.mkdir()
+        (work / "params.yaml").write_text(yaml.safe_dump(params))
+        command = distributed_command(f"{shlex.quote(PY)} {shlex.quote(str(EXAMPLE / 'train.py'))}", processes)
+        proc = subprocess.run(["bash", "--norc", "-c", command], cwd=work, capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert ("2 processes (torchrun): process group gloo" in proc.stdout) == (processes == 2)
+        progress = [line.rsplit(" samples_per_s=", 1)[0] for line in proc.stdout.splitlines()
+                    if line.startswith("trainboard:progress")]
+        evals = [line.rsplit(" (", 1)[0] for line in proc.stdout.splitlines() if line.startswith("eval at step")]
+        outputs[processes] = (progress, evals, json.loads((work / "metrics.json").read_text()))
+    (progress, evals, metrics), (progress2, evals2, metrics2) = outputs[1], outputs[2]
+    assert len(progress) == 7 and "loss=" in progress[-1]  # 96 rows / 16: 6 steps, and step 0
+    assert progress2 == progress and evals2 == evals and len(evals) == 2
+    for key in ("f1", "f1_macro", "precision", "recall", "accuracy", "eval_loss", "loss"):
+        assert metrics2[key] == pytest.approx(metrics[key], abs=1e-4), key
+    assert metrics2["per_class"].keys() == metrics["per_class"].keys()
+
+
 RANKS_JOB = textwrap.dedent(
     """
     import os, time, torch, torch.distributed as dist
