@@ -216,6 +216,9 @@ def reap(root: Path, region: str | None, dry_run: bool, echo: Callable[[str], No
     asked or something could not be deleted.
     """
     store = RunStore(Path(root))
+    from trainboard.backend.reap_ray import reap_heads
+
+    reap_heads(store, pid_alive, dry_run, echo)  # Ray heads of this machine's runs: no AWS needed
     try:
         session = aws_session(region)
     except PreflightError:  # its only one: no region; the run's own message names the config

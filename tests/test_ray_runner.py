@@ -236,3 +236,35 @@ def test_a_wrong_or_unreachable_cluster_is_a_clear_error_and_leaves_nothing(repo
     (record,) = records(repo)
     assert record["status"] == "error"
     assert not processes_with(f"{sys.executable} job.py")
+
+
+def test_reap_stops_the_head_of_a_run_whose_trainboard_was_killed(repo: Path) -> None:
+    """kill -9 skips teardown: the run's own head is left; `trainboard reap` finds and stops it."""
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-m", "trainboard.tui.cli", "run", "tb.yaml", "--no-tui", "--set", "runner.kind=ray",
+            "--set", "runner.local=true", "--set", "params.sleep=30"]
+    proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch 1"):
+            break
+    proc.kill()
+    proc.wait(30)
+    (record,) = records(repo)
+    head = LocalHead.from_state(record["runner"]["state"]["head"])
+    try:
+        assert head.alive(), "kill -9: no teardown ran, the head is still up"
+        dry = run_cli(["reap", "--dry-run"], cwd=repo, env={"AWS_REGION": "", "AWS_DEFAULT_REGION": ""})
+        assert "would stop ray head" in dry.stdout and head.address in dry.stdout, dry.stdout + dry.stderr
+        assert head.alive()
+        real = run_cli(["reap"], cwd=repo, env={"AWS_REGION": "", "AWS_DEFAULT_REGION": ""})
+        assert "run crashed" in real.stdout, real.stdout + real.stderr
+        assert not head.alive() and not Path(head.temp_dir).exists()
+    finally:
+        if head.alive():
+            asyncio.run(head.stop())

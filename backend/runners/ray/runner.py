@@ -52,6 +52,7 @@ class RayRunner:
         self._setup: tuple[str, ...] = ()  # setup commands, run at the start of the job
         self._tracking: dict[str, str] = {}  # the job's MLflow URI and run id, to fetch outputs
         self._stopped_head: dict[str, Any] | None = None  # the run's head, once teardown stopped it
+        self._shown = ("", "")  # the job and status the views were last told
 
     # -- the cluster ------------------------------------------------------------------------
 
@@ -93,6 +94,14 @@ class RayRunner:
                                   "or someone stopped it): its job is lost")
         await self._connect(str(state.get("address") or self.config.address))
         return self._host()
+
+    def _show_job(self, submission_id: str, status: str) -> None:
+        """The job's id and Ray's word for its state, in the runner panel ("ready" keeps the
+        state the run shows: see runnerlink.listen)."""
+        if self.notify is not None and self._shown != (submission_id, status):
+            self._shown = (submission_id, status)
+            self.notify(ev.RunnerChanged(state="ready", kind=self.kind, at=time.time(), details=(
+                ("ray job", submission_id), ("job status", status.lower()))))
 
     def _say(self, state: str, message: str = "") -> None:
         if self.notify is None:
@@ -136,6 +145,7 @@ class RayRunner:
         if fresh:
             log_path.unlink(missing_ok=True)  # a copy of an earlier job of this id is not this one's
         self._pumps[sid] = LogPump(self._server(), sid, log_path, self._trouble)
+        self._show_job(sid, "submitted" if fresh else "found")
         return JobHandle(name=spec.name, pid=0, log_path=str(log_path), exit_path=sid, started_at=time.time())
 
     def _runtime_env(self, env: dict[str, str]) -> dict[str, Any]:
@@ -175,6 +185,7 @@ class RayRunner:
         if getattr(info, "driver_node_id", None):
             pump.start(info.driver_node_id)
         status = str(getattr(info.status, "value", info.status))
+        self._show_job(handle.exit_path, status)
         if status not in TERMINAL:
             return JobStatus(running=True, exit_code=None)
         await pump.finish()
