@@ -1,14 +1,17 @@
 """The example job on two processes (``job.processes: 2``) against one, on this machine.
 
-    .venv/bin/python benchmarks/bench_processes.py [--processes 2] [--epochs 2] [--max-train-samples 1536]
+    .venv/bin/python benchmarks/bench_processes.py [--processes 2] [--epochs 2] [--max-train-samples 768]
+                                                   [--repeat 2]
 
 Runs examples/intents/train.py on the ATIS intents (``../shared/data/atis_intents.csv``, read in
-place) in a throwaway folder, with the same parameters twice: once as one process (the baseline)
-and once under torchrun with N processes, launched by the very command trainboard runs
+place) in a throwaway folder, with the same parameters: as one process (the baseline) and under
+torchrun with N processes, alternately, ``--repeat`` times each, launched by the very command trainboard runs
 (``trainboard.backend.torchrun.distributed_command``: DistributedDataParallel, gloo on CPU, the
 same global batch, rank 0 scores every held-out row). Prints, for each, the training throughput
 (samples/s, from the job's metrics.json: training rows x epochs / training seconds, evaluations
-left out), the wall time, and weighted F1 / macro F1 on the whole held-out split; then the ratios.
+left out), the wall time, and weighted F1 / macro F1 on the whole held-out split; then the ratios
+of the best rounds (the machine may be busy with something else during one of them; the scores
+are the same every round, the job being seeded).
 
 There is no goal on speed: on a 2-core machine two processes share the same two cores (one torch
 thread each instead of two), so they are not expected to be faster; the point is that they train
@@ -40,8 +43,7 @@ def run_job(work: Path, processes: int, params: dict[str, object]) -> tuple[floa
     """One run of the example with ``processes`` processes: wall seconds and its metrics.json."""
     from trainboard.backend.torchrun import distributed_command
 
-    folder = work / f"processes-{processes}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"processes-{processes}-", dir=work))
     (folder / "params.yaml").write_text("".join(f"{key}: {value}\n" for key, value in params.items()))
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.pop("MLFLOW_RUN_ID", None)
@@ -62,7 +64,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--max-train-samples", type=int, default=1536)
+    parser.add_argument("--max-train-samples", type=int, default=768)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", default=str(ATIS))
     args = parser.parse_args()
     params: dict[str, object] = {
@@ -72,18 +75,23 @@ def main() -> int:
     }
     print(f"example job on {args.data}: {args.epochs} epoch(s), at most {args.max_train_samples} training rows, "
           f"all held-out rows; {os.cpu_count()} CPUs")
-    rows = []
+    rows: list[tuple[int, float, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-processes-") as tmp:
-        for processes in (1, args.processes):
-            print(f"{processes} process(es) ...")
-            seconds, metrics = run_job(Path(tmp), processes, params)
-            rows.append((processes, seconds, metrics))
+        for round_ in range(1, args.repeat + 1):
+            for processes in (1, args.processes):
+                print(f"round {round_}: {processes} process(es) ...")
+                seconds, metrics = run_job(Path(tmp), processes, params)
+                rows.append((processes, seconds, metrics))
     print(f"\n{'processes':>9}  {'samples/s':>9}  {'wall s':>7}  {'f1':>6}  {'f1_macro':>8}  {'train rows':>10}  "
           f"{'held-out':>8}")
     for processes, seconds, m in rows:
         print(f"{processes:>9}  {m['samples_per_second']:>9.1f}  {seconds:>7.1f}  {m['f1']:>6.4f}  "
               f"{m['f1_macro']:>8.4f}  {m['train_samples']:>10}  {m['test_samples']:>8}")
-    (_, base_s, base), (n, many_s, many) = rows
+    (base_s, base), (many_s, many) = (max(((s, m) for p, s, m in rows if p == want),
+                                          key=lambda r: r[1]["samples_per_second"])
+                                      for want in (1, args.processes))
+    n = args.processes
+    print("\nbest rounds:")
     print(f"\n{n} processes / 1: throughput x{many['samples_per_second'] / base['samples_per_second']:.2f}, "
           f"wall x{many_s / base_s:.2f}, F1 {many['f1']:.4f} vs {base['f1']:.4f} "
           f"({many['f1'] - base['f1']:+.4f})")
