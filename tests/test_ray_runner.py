@@ -268,3 +268,16 @@ def test_reap_stops_the_head_of_a_run_whose_trainboard_was_killed(repo: Path) ->
     finally:
         if head.alive():
             asyncio.run(head.stop())
+
+
+def test_dvc_steps_on_the_ray_runner_are_refused_before_anything_starts(repo: Path) -> None:
+    config = yaml.safe_load((repo / "tb.yaml").read_text())
+    config["runner"] = {"kind": "ray", "local": True}
+    config["dvc"] = {"outputs": ["metrics.json"]}
+    (repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    git(repo, "commit", "-qam", "dvc on ray")
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=repo)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.CONFIG_ERROR, out
+    assert "runner.kind" in out and "DVC" in out and "dvc push" in out
+    assert "provision" not in proc.stdout and "Ray head" not in proc.stdout  # nothing was started

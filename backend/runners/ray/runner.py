@@ -132,7 +132,7 @@ class RayRunner:
             log_path.write_bytes(SETUP_NOTE)
             return JobHandle(name=spec.name, pid=0, log_path=str(log_path), exit_path="", started_at=time.time())
         sid = self.run_id if spec.name == "job" else f"{self.run_id}-{spec.name}"
-        commands = self._setup + spec.commands
+        commands = (self._setup if spec.name == "job" else ()) + spec.commands
         job = JobSpec(name=spec.name, commands=commands, workdir=spec.workdir, env=spec.env,
                       stop_on_error=spec.stop_on_error, outputs=spec.outputs)
         entrypoint = await asyncio.to_thread(write_scripts, self.working_dir, job, list(spec.outputs),
