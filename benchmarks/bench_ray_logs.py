@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import sys
 import tempfile
@@ -148,6 +149,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median is reported")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the head (finally) on a kill too
     with tempfile.TemporaryDirectory(prefix="bench-ray-logs-") as tmp:
         result = asyncio.run(run(args.lines, args.repeat, Path(tmp)))
     base, ours = statistics.median(result.base), statistics.median(result.ours)

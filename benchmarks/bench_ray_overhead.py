@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def main() -> int:
                         default=["params.max_train_samples=160", "params.max_eval_samples=64"],
                         help="extra --set overrides (default: a short training slice)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the head (finally) on a kill too
     from trainboard.backend.runners.ray.head import LocalHead
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +59,10 @@ def main() -> int:
         sets = [a for o in args.overrides for a in ("--set", o)]
         head = asyncio.run(LocalHead.start(cpus=2))
         try:
-            ray_sets = [*sets, "--set", "runner.kind=ray", "--set", f"runner.address={head.address}"]
+            # num_cpus 2: the job's share of the head (Ray sets its OMP_NUM_THREADS to it), as the
+            # local runner's job has both cores.
+            ray_sets = [*sets, "--set", "runner.kind=ray", "--set", f"runner.address={head.address}",
+                        "--set", "runner.num_cpus=2"]
             one_run(repo, sets, "local, first (MLflow store)")
             one_run(repo, ray_sets, "ray, first (warms the head)")
             local, ray = [], []
