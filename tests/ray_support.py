@@ -35,7 +35,7 @@ def ray_head() -> Iterator[LocalHead]:
 
 @dataclass
 class Faults:
-    cut_after: int = 0  # bytes of each log stream before its connection is dropped (0: never)
+    cut_after: int = 0  # log stream k (from 0) is dropped after (k + 1) x this many bytes (0: never)
     end_early_after: int = 0  # bytes of the first log stream before it ends; then the log API refuses
     streams: int = 0  # log-stream connections served
     cuts: int = 0
@@ -91,6 +91,7 @@ class FaultProxy:
         if is_log and faults.end_early_after and faults.streams >= 1:
             faults.refused += 1
             return web.Response(status=503, text="log API unavailable (test proxy)")
+        nth = faults.streams
         if is_log:
             faults.streams += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
@@ -102,7 +103,7 @@ class FaultProxy:
                                     content_type=upstream.content_type or "application/octet-stream")
             response = web.StreamResponse(status=upstream.status)
             await response.prepare(request)
-            limit = faults.end_early_after or faults.cut_after
+            limit = faults.end_early_after or faults.cut_after * (nth + 1)
             sent = 0
             async for block in upstream.content.iter_any():
                 if limit and sent + len(block) > limit:

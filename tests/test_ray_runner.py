@@ -99,16 +99,38 @@ def test_a_local_head_of_the_runs_own_is_started_and_stopped(repo: Path, ray_hea
     assert (repo / ".trainboard" / "runs" / record["run_id"] / "metrics.json").exists()
 
 
-def test_200000_lines_arrive_exactly_once_through_dropped_log_streams(repo: Path, proxy: FaultProxy) -> None:  # noqa: F811
-    proxy.faults.cut_after = 256 * 1024  # every log stream is dropped after 256 KiB: reconnect, skip, go on
-    on_ray(repo, proxy.url)
-    proc = run_cli(["run", "tb.yaml", "--no-tui", "--set", "params.lines=200000"], cwd=repo)
-    assert proc.returncode == ExitCode.OK, proc.stdout[-3000:] + proc.stderr
-    (record,) = records(repo)
-    lines = (repo / ".trainboard" / "runs" / record["run_id"] / "job.log").read_text().splitlines()
-    numbered = [line for line in lines if line.startswith("line ")]
-    assert numbered == [f"line {i}" for i in range(200_000)]
+async def test_200000_lines_arrive_exactly_once_through_dropped_log_streams(proxy: FaultProxy,  # noqa: F811
+                                                                           tmp_path: Path) -> None:
+    """The session follows a job through a proxy that drops every log stream (the k-th after
+    k x 256 KiB, each a replay from the first byte): each reconnect skips what was read."""
+    from trainboard.backend import events as ev
+    from trainboard.backend.config import LoadedConfig, RunConfig
+    from trainboard.backend.config_schema import RayRunnerConfig
+    from trainboard.backend.runners import JobSpec
+    from trainboard.backend.runners.ray import RayRunner
+    from trainboard.backend.session import Session
+
+    proxy.faults.cut_after = 256 * 1024
+    runner = RayRunner(RayRunnerConfig(kind="ray", address=proxy.url), tmp_path / "run", "lines-200k")
+    await runner.provision()
+    await runner.sync(tmp_path, [], {"job.py": b"import time\nfor i in range(200_000): print(f'line {i}')\n"
+                                              b"print('done', flush=True)\ntime.sleep(4)\n"})
+    config = RunConfig.model_validate({"job": {"command": "python job.py"}, "metrics": {"f1": {}}})
+    session = Session(LoadedConfig(config, tmp_path / "tb.yaml", (), {}), root=tmp_path)
+    session.runner = runner  # type: ignore[assignment]
+    delivered: list[str] = []
+    session.subscribe(lambda e: delivered.extend(e.lines) if isinstance(e, ev.LogLines) else None)
+    try:
+        handle = await runner.start(JobSpec(name="job", commands=("python job.py",), workdir="."))
+        assert await asyncio.wait_for(session._follow(handle, "job"), 120) == 0
+        pump = runner._pumps["lines-200k"]
+        whole = await runner._server().full_log("lines-200k")
+    finally:
+        await runner.teardown()
+    assert [line for line in delivered if line.startswith("line ")] == [f"line {i}" for i in range(200_000)]
+    assert (session.run_dir / "job.log").read_bytes() == whole  # the kept log: each byte once
     assert proxy.faults.cuts >= 5, proxy.faults
+    assert pump.reconnects >= 5 and pump.reconciled == 0  # the streams brought it all, the end added nothing
 
 
 def test_the_last_lines_are_reconciled_when_the_log_stream_ends_early(repo: Path, proxy: FaultProxy) -> None:  # noqa: F811
@@ -281,3 +303,25 @@ def test_dvc_steps_on_the_ray_runner_are_refused_before_anything_starts(repo: Pa
     assert proc.returncode == ExitCode.CONFIG_ERROR, out
     assert "runner.kind" in out and "DVC" in out and "dvc push" in out
     assert "provision" not in proc.stdout and "Ray head" not in proc.stdout  # nothing was started
+
+
+async def test_a_detached_run_keeps_its_own_head_and_attach_stops_it_at_the_end(repo: Path) -> None:
+    from trainboard.backend.config import load_config
+    from trainboard.backend.session import Session
+
+    overrides = ["runner.kind=ray", "runner.local=true", "params.sleep=1.5", "params.epochs=3"]
+    session = Session(load_config(repo / "tb.yaml", overrides), root=repo)
+    outcome, detached = await run_acting_at(session, "epoch 1", session.detach)
+    assert detached == [True] and outcome is ExitCode.DETACHED
+    (record,) = records(repo)
+    head = LocalHead.from_state(record["runner"]["state"]["head"])
+    try:
+        assert head.alive(), "a detached run's head stays up: its job runs on"
+        attached = Session.attach(session.store.load(record["run_id"]), repo)
+        assert await asyncio.wait_for(attached.run(), 120) is ExitCode.OK
+        (record,) = records(repo)
+        assert record["status"] == "succeeded" and record["comparison"]["rows"][0]["after"] == pytest.approx(0.9)
+        assert not head.alive(), "the attached run's teardown stops the head the run started"
+    finally:
+        if head.alive():
+            await head.stop()

@@ -47,7 +47,7 @@ class LogPump:
             self._task = asyncio.create_task(self._follow(), name=f"ray-log-{self.submission_id}")
 
     async def _follow(self) -> None:
-        delay = RETRY_FIRST
+        delay, said = RETRY_FIRST, False
         while True:
             before = self.consumed
             try:
@@ -57,9 +57,10 @@ class LogPump:
                 problem = f"the log stream broke: {type(exc).__name__}: {exc}"
             self.reconnects += 1
             if self.consumed > before:
-                delay = RETRY_FIRST
-            elif self.reconnects > 1:
-                self.on_trouble(f"{problem}; reconnecting")
+                delay, said = RETRY_FIRST, False
+            elif not said:  # said once, until a connection reads again
+                self.on_trouble(f"{problem}; reconnecting (the log is complete at the job's end either way)")
+                said = True
             await asyncio.sleep(delay)
             delay = min(RETRY_MAX, delay * 2)
 
