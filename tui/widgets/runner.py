@@ -106,7 +106,10 @@ class RunnerPanel(Static):
         """(label, value) for each field, in the order shown."""
         uptime = self.uptime(now)
         rows = [("state", Content.styled(self.state, f"bold {_STATE_STYLES.get(self.state, '$warning')}"))]
-        rows += [(label, Content(self.details.get(key) or NONE)) for label, key in DETAIL_FIELDS]
+        # A Ray cluster has no instance, type, region nor market of its own: its rows would push
+        # the job's id and status out of sight.
+        rows += [(label, Content(self.details.get(key) or NONE)) for label, key in DETAIL_FIELDS
+                 if self.kind != "ray" or self.details.get(key)]
         rows += [
             ("address", Content(self.address or NONE)),
             ("uptime", Content(NONE if uptime is None else clock(uptime))),

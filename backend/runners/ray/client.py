@@ -85,8 +85,16 @@ class JobServer:
             raise RunnerError(f"the Ray cluster at {self.address} did not answer within {timeout:g} s") from None
         except Exception as exc:  # ConnectionError, its RuntimeError for a refused version check
             raise RunnerError(f"cannot reach the Ray cluster at {self.address}: {_reason(exc)}") from None
-        version = await self._call(self._client.get_version)
-        return str(version)
+        about = await self._call(self._about)
+        return str(about.get("ray_version") or about.get("version") or "?")
+
+    def _about(self) -> dict[str, Any]:
+        """The job server's /api/version: its Ray version among others."""
+        import requests
+
+        answer = requests.get(f"{self.address}/api/version", headers=self._headers, timeout=CONNECT_TIMEOUT)
+        answer.raise_for_status()
+        return dict(answer.json())
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._client is None:

@@ -76,8 +76,8 @@ class RayRunner:
         cfg = self.config
         resources = f"{cfg.num_cpus:g} CPU" + (f", {cfg.num_gpus:g} GPU" if cfg.num_gpus else "")
         return Host(kind=self.kind, address=self.server.address, workspace="(the job's working dir on the cluster)",
-                    details=(("cluster", "a head of this run on 127.0.0.1" if self.head else self.server.address),
-                             ("resources", resources), ("api version", self.version)))
+                    details=(("cluster", "this run's head" if self.head else "existing"),
+                             ("resources", resources), ("ray", self.version)))
 
     def state(self) -> dict[str, Any]:
         return {"address": self.server.address if self.server else self.config.address,
