@@ -325,3 +325,31 @@ async def test_a_detached_run_keeps_its_own_head_and_attach_stops_it_at_the_end(
     finally:
         if head.alive():
             await head.stop()
+
+
+async def test_a_job_the_cluster_cannot_place_is_said_and_stopped_at_teardown(ray_head: LocalHead,  # noqa: F811
+                                                                             tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainboard.backend import events as ev
+    from trainboard.backend.config_schema import RayRunnerConfig
+    from trainboard.backend.runners import JobSpec
+    from trainboard.backend.runners.ray import RayRunner
+    from trainboard.backend.runners.ray import runner as ray_runner
+
+    monkeypatch.setattr(ray_runner, "PENDING_NOTICE", 1.0)
+    runner = RayRunner(RayRunnerConfig(kind="ray", address=ray_head.address, num_gpus=1), tmp_path, "no-gpu-here")
+    said: list[str] = []
+    runner.notify = lambda e: said.append(e.message) if isinstance(e, ev.Notice) else None
+    await runner.provision()
+    try:
+        await runner.sync(tmp_path, [], {"job.py": b"print('never')\n"})
+        handle = await runner.start(JobSpec(name="job", commands=("python job.py",), workdir="."))
+        deadline = time.monotonic() + 30
+        while not any("waited" in m for m in said) and time.monotonic() < deadline:
+            assert (await runner.status(handle)).running
+            await asyncio.sleep(0.3)
+        assert any("waited 1 s for the cluster" in m and "1 GPU" in m for m in said), said
+    finally:
+        await runner.teardown()
+    assert any("never started" in m and "stops it if it ever starts" in m for m in said), said
+    assert "RUNNING" not in str(ray_jobs(ray_head)["no-gpu-here"].status)

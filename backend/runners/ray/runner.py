@@ -29,6 +29,8 @@ from trainboard.backend.runners.ray.logs import LogPump
 
 IDLE = 0.5  # seconds between looks at a job with nothing new (each look is a call to the cluster)
 SETUP_NOTE = b"On Ray, the setup commands run in the job's working dir, before its command: see job.log.\n"
+PENDING_NOTICE = 30.0  # seconds a job may wait for the cluster's resources before the views are told
+PENDING_STOP = 5.0  # seconds a stopped job may stay pending (its supervisor unplaced) before we let go
 STOPPED_CODE = 143  # a job Ray stopped, when its driver left no exit code
 
 
@@ -53,6 +55,7 @@ class RayRunner:
         self._tracking: dict[str, str] = {}  # the job's MLflow URI and run id, to fetch outputs
         self._stopped_head: dict[str, Any] | None = None  # the run's head, once teardown stopped it
         self._shown = ("", "")  # the job and status the views were last told
+        self._pending_since, self._said_pending = 0.0, False
 
     # -- the cluster ------------------------------------------------------------------------
 
@@ -73,8 +76,7 @@ class RayRunner:
 
     def _host(self) -> Host:
         assert self.server is not None
-        cfg = self.config
-        resources = f"{cfg.num_cpus:g} CPU" + (f", {cfg.num_gpus:g} GPU" if cfg.num_gpus else "")
+        resources = self._resources_text()
         return Host(kind=self.kind, address=self.server.address, workspace="(the job's working dir on the cluster)",
                     details=(("cluster", "this run's head" if self.head else "existing"),
                              ("resources", resources), ("ray", self.version)))
@@ -140,11 +142,12 @@ class RayRunner:
         self._tracking = {k: v for k, v in spec.env.items() if k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
         fresh = await self._server().submit(sid, entrypoint, self._runtime_env(spec.env), self._resources(),
                                             _metadata(spec.env))
-        if not fresh:
-            self._say("training", f"the Ray job {sid} was submitted already: following it")
         if fresh:
             log_path.unlink(missing_ok=True)  # a copy of an earlier job of this id is not this one's
-        self._pumps[sid] = LogPump(self._server(), sid, log_path, self._trouble)
+        else:
+            self._say("training", f"the Ray job {sid} was submitted already: following it")
+        if sid not in self._pumps:
+            self._pumps[sid] = LogPump(self._server(), sid, log_path, self._trouble)
         self._show_job(sid, "submitted" if fresh else "found")
         return JobHandle(name=spec.name, pid=0, log_path=str(log_path), exit_path=sid, started_at=time.time())
 
@@ -153,6 +156,10 @@ class RayRunner:
         if self.head is not None:
             env_vars["TRAINBOARD_OUTPUT_DIR"] = str(self.outputs.resolve())
         return {"working_dir": str(self.working_dir), "env_vars": env_vars}
+
+    def _resources_text(self) -> str:
+        cfg = self.config
+        return f"{cfg.num_cpus:g} CPU" + (f", {cfg.num_gpus:g} GPU" if cfg.num_gpus else "")
 
     def _resources(self) -> dict[str, float]:
         return {"num_cpus": float(self.config.num_cpus), "num_gpus": float(self.config.num_gpus)}
@@ -184,8 +191,14 @@ class RayRunner:
             return JobStatus(running=False, exit_code=None)
         if getattr(info, "driver_node_id", None):
             pump.start(info.driver_node_id)
-        status = str(getattr(info.status, "value", info.status))
+        status = _status(info)
         self._show_job(handle.exit_path, status)
+        if status == "PENDING":
+            self._pending_since = self._pending_since or time.monotonic()
+            if time.monotonic() - self._pending_since > PENDING_NOTICE and not self._said_pending:
+                self._said_pending = True
+                self._trouble(f"the job has waited {PENDING_NOTICE:g} s for the cluster to start it: "
+                              f"{info.message or 'no word from Ray'} (asked for {self._resources_text()})")
         if status not in TERMINAL:
             return JobStatus(running=True, exit_code=None)
         await pump.finish()
@@ -205,13 +218,22 @@ class RayRunner:
             return
         server = self._server()
         info = await server.info(handle.exit_path)
-        if info is None or str(getattr(info.status, "value", info.status)) in TERMINAL:
+        if info is None or _status(info) in TERMINAL:
             return
         await server.stop(handle.exit_path)
         deadline = time.monotonic() + self.config.stop_wait_seconds + grace + 10
+        pending_until = time.monotonic() + PENDING_STOP
         while time.monotonic() < deadline:
             info = await server.info(handle.exit_path)
-            if info is None or str(getattr(info.status, "value", info.status)) in TERMINAL:
+            status = _status(info) if info is not None else "gone"
+            if info is None or status in TERMINAL:
+                return
+            if status == "PENDING" and time.monotonic() > pending_until:
+                # Ray queues the stop for the job's supervisor, which the cluster has not placed:
+                # the job never started, and is stopped the moment it would.
+                self._trouble(f"the job {handle.exit_path} never started (the cluster had no room for "
+                              f"{self._resources_text()}); Ray stops it if it ever starts, and fails it "
+                              "after its start timeout")
                 return
             await asyncio.sleep(0.2)
         waited = self.config.stop_wait_seconds + grace
@@ -277,6 +299,7 @@ class RayRunner:
             await server.close()
         await self._stop_head()
         shutil.rmtree(self.working_dir, ignore_errors=True)
+        shutil.rmtree(self.outputs, ignore_errors=True)  # collect has copied them into the run's folder
         for raw in self.files.glob("ray-*.log"):  # the masked copies in run_dir are the logs that stay
             raw.unlink(missing_ok=True)
 
@@ -286,6 +309,11 @@ class RayRunner:
             self._say("stopping", "stopping the Ray head this run started")
             await head.stop()
             self._stopped_head = {**head.state(), "stopped": True}
+
+
+def _status(info: Any) -> str:
+    """Ray's word for a job's state (PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED)."""
+    return str(getattr(info.status, "value", info.status))
 
 
 def _metadata(env: dict[str, str]) -> dict[str, str]:
