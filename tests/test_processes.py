@@ -169,7 +169,7 @@ def test_two_jobs_of_two_processes_at_once_do_not_collide(tmp_path: Path) -> Non
 # -- the config ------------------------------------------------------------------------------------------------
 
 
-def test_processes_zero_is_a_config_error_naming_the_setting(tmp_path: Path, tiny_repo: Path) -> None:
+def test_processes_zero_is_a_config_error_naming_the_setting(tiny_repo: Path) -> None:
     config = yaml.safe_load((tiny_repo / "tb.yaml").read_text())
     config["job"]["processes"] = 0
     (tiny_repo / "tb.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
