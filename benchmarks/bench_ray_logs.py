@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_remote_logtail import Counter  # noqa: E402  (counts the LogLines events' lines)
+
 LINE_BYTES = 60
 BLOCK_LINES = 16_384
 GOAL_RATIO = 0.5
@@ -47,18 +49,6 @@ for _ in range(full):
 sys.stdout.buffer.write(block[: rest * {LINE_BYTES}])
 sys.stdout.flush()
 """
-
-
-@dataclass
-class Counter:
-    kind: type
-    lines: int = 0
-    events: int = 0
-
-    def __call__(self, event: object) -> None:
-        if isinstance(event, self.kind):
-            self.lines += len(event.lines)  # type: ignore[attr-defined]
-            self.events += 1
 
 
 @dataclass

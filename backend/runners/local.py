@@ -171,15 +171,7 @@ class LocalRunner:
             await asyncio.sleep(0.05)
 
     async def fetch(self, relpath: str, dest: Path) -> bool:
-        src = self.workspace / relpath
-        if not src.exists():
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dest)
-        return True
+        return copy_out(self.workspace / relpath, dest)
 
     async def teardown(self) -> None:
         for pid in list(self._children):
@@ -212,6 +204,18 @@ def copy_files(source: Path, files: list[str], extra: dict[str, bytes], dest: Pa
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+
+
+def copy_out(src: Path, dest: Path) -> bool:
+    """Copy a file or folder to ``dest`` (a folder merged into what is there); False when missing."""
+    if not src.exists():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dest)
+    return True
 
 
 def _settle(future: asyncio.Future[None]) -> None:

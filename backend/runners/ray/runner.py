@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from trainboard.backend import events as ev
 from trainboard.backend.runners.base import Capabilities, Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
-from trainboard.backend.runners.local import copy_files
+from trainboard.backend.runners.local import copy_files, copy_out
 from trainboard.backend.runners.ray.client import TERMINAL, JobServer, cluster_headers
 from trainboard.backend.runners.ray.entry import ARTIFACT_DIR, write_scripts
 from trainboard.backend.runners.ray.head import LocalHead
@@ -250,7 +250,7 @@ class RayRunner:
 
     async def fetch(self, relpath: str, dest: Path) -> bool:
         if self.capabilities.shares_filesystem:
-            return await asyncio.to_thread(_copy_out, self.outputs / relpath, dest)
+            return await asyncio.to_thread(copy_out, self.outputs / relpath, dest)
         return await asyncio.to_thread(self._download, relpath, dest)
 
     def _download(self, relpath: str, dest: Path) -> bool:
@@ -265,7 +265,7 @@ class RayRunner:
                 got = MlflowClient(uri).download_artifacts(run_id, f"{ARTIFACT_DIR}/{relpath}", tmp)
             except Exception:  # MLflow's errors for a missing artifact vary by store
                 return False
-            return _copy_out(Path(got), dest)
+            return copy_out(Path(got), dest)
 
     async def forward(self, port: int) -> int:
         """The job reaches 127.0.0.1:``port`` here only when the cluster is this machine."""
@@ -320,14 +320,3 @@ def _metadata(env: dict[str, str]) -> dict[str, str]:
     names = {"TRAINBOARD_RUN_ID": "trainboard_run", "TRAINBOARD_GIT_BRANCH": "branch",
              "TRAINBOARD_GIT_COMMIT": "commit"}
     return {key: env[name] for name, key in names.items() if env.get(name)}
-
-
-def _copy_out(src: Path, dest: Path) -> bool:
-    if not src.exists():
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dest, dirs_exist_ok=True)
-    else:
-        shutil.copy2(src, dest)
-    return True
