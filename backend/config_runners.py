@@ -117,6 +117,9 @@ class RayRunnerConfig(_Strict):
     kind: Literal["ray"]
     address: str | None = None  # the job server (the dashboard), e.g. http://head:8265
     local: bool = False  # start a Ray head on 127.0.0.1 for the run, and stop it at its end
+    # the cluster's nodes see this machine's files (a head of yours on this machine, or the same
+    # shared mount): the job opens a SQLite MLflow store and leaves its outputs here directly
+    shared_filesystem: bool = False
     num_cpus: float = Field(default=1, ge=0)  # the job's entrypoint resources on the cluster
     num_gpus: float = Field(default=0, ge=0)
     # stopping the job: SIGTERM, then SIGKILL this long after (Ray's RAY_JOB_STOP_WAIT_TIME_S)

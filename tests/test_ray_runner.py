@@ -353,3 +353,19 @@ async def test_a_job_the_cluster_cannot_place_is_said_and_stopped_at_teardown(ra
         await runner.teardown()
     assert any("never started" in m and "stops it if it ever starts" in m for m in said), said
     assert "RUNNING" not in str(ray_jobs(ray_head)["no-gpu-here"].status)
+
+
+def test_a_cluster_that_shares_this_machines_files_gets_the_store_and_leaves_outputs_here(
+        repo: Path, ray_head: LocalHead) -> None:  # noqa: F811
+    on_ray(repo, ray_head.address, shared_filesystem=True)
+    proc = run_cli(["run", "tb.yaml", "--no-tui"], cwd=repo)
+    assert proc.returncode == ExitCode.OK, proc.stdout[-3000:] + proc.stderr
+    (record,) = records(repo)
+    run_dir = repo / ".trainboard" / "runs" / record["run_id"]
+    assert json.loads((run_dir / "metrics.json").read_text()) == {"f1": pytest.approx(0.8)}
+    job = ray_jobs(ray_head)[record["run_id"]]
+    env = job.runtime_env["env_vars"]
+    assert env["MLFLOW_TRACKING_URI"].startswith("sqlite:///")  # the store itself, no server between
+    assert env["TRAINBOARD_OUTPUT_DIR"] == str((run_dir / "runner" / "ray-outputs").resolve())
+    assert "upload" not in (run_dir / "job.log").read_text()
+    assert not list(repo.rglob("trainboard-outputs"))  # nothing went through MLflow's artifacts

@@ -1,26 +1,52 @@
 """The Ray cluster's job server, asynchronously: submit, look up, stop, read the log.
 
-Ray's ``JobSubmissionClient`` does what needs its packaging (the working dir's upload) and its
-error mapping, in a thread; the log is read over the dashboard's log API (64 KiB blocks) with
-aiohttp, as the job-logs websocket sends ten lines a message. Headers (a token) come from the
-environment and are never printed: errors name the address, not the request.
+Its REST API (the one Ray's ``JobSubmissionClient`` speaks, and ``ray job submit``) over aiohttp,
+with timeouts: no ``import ray`` in trainboard's process (most of a second), no thread left
+hanging on a silent server. The working dir goes the way Ray's client sends it: a zip package
+uploaded once to the cluster (``PUT /api/packages/gcs/_ray_pkg_<hash>.zip``), named in the job's
+``runtime_env``. The log is read over the dashboard's log API (64 KiB blocks), as the job-logs
+websocket sends ten lines a message. Headers (a token) come from the environment and are never
+printed: errors name the address, not the request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import io
 import json
-import logging
 import os
+import zipfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from trainboard.backend.runners.base import PreflightError, RunnerError
-from trainboard.backend.tracking_calls import in_thread
 
 CONNECT_TIMEOUT = 20.0  # seconds for the job server's first answer
-CALL_TIMEOUT = 60.0  # seconds for any later call (a submit uploads the working dir)
+CALL_TIMEOUT = 60.0  # seconds for any later call (an upload of the working dir)
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # every entry's: the same files make the same package
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What trainboard reads of a job's details (Ray's JobDetails, as JSON)."""
+
+    status: str
+    message: str = ""
+    driver_exit_code: int | None = None
+    driver_node_id: str = ""
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobInfo:
+        return cls(status=str(data.get("status") or ""), message=str(data.get("message") or ""),
+                   driver_exit_code=data.get("driver_exit_code"), driver_node_id=str(data.get("driver_node_id") or ""),
+                   runtime_env=dict(data.get("runtime_env") or {}), metadata=dict(data.get("metadata") or {}))
 
 
 def cluster_headers(token_env: str | None) -> dict[str, str]:
@@ -50,6 +76,19 @@ def check_address(address: str) -> str:
     return address.rstrip("/")
 
 
+def package(folder: Path) -> tuple[str, bytes]:
+    """The folder as Ray's working-dir package: its name (after its content) and its zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zipped:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            entry = zipfile.ZipInfo(path.relative_to(folder).as_posix(), _ZIP_TIME)
+            entry.external_attr = (path.stat().st_mode & 0o777) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            zipped.writestr(entry, path.read_bytes())
+    data = buffer.getvalue()
+    return f"_ray_pkg_{hashlib.sha1(data).hexdigest()[:16]}.zip", data
+
+
 class ServerError(RunnerError):
     """The job server answered with an error (its whole text in ``detail``)."""
 
@@ -64,97 +103,105 @@ class JobServer:
     def __init__(self, address: str, headers: dict[str, str]) -> None:
         self.address = check_address(address)
         self._headers = headers
-        self._client: Any = None
-        self._session: Any = None  # aiohttp, for the log stream
+        self._session: Any = None
 
-    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> str:
-        """Reach the server (its version check); the cluster's Ray version."""
+    def _http(self) -> Any:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        return self._session
+
+    async def _request(self, method: str, path: str, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> tuple[int, bytes]:
+        import aiohttp
+
         try:
-            from ray.job_submission import JobSubmissionClient
-        except ImportError:
-            raise PreflightError("Ray is not installed: pip install 'trainboard[ray]'") from None
-        for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
-            # their INFO lines on stderr would draw over the dashboard
-            logging.getLogger(name).setLevel(logging.WARNING)
-        try:
-            # Ray's client sets no timeout on its requests: a daemon thread, given up on after
-            # ``timeout``, never holds trainboard's exit.
-            self._client = await in_thread(lambda: JobSubmissionClient(self.address, headers=self._headers),
-                                           timeout=timeout)
+            async with self._http().request(method, self.address + path, timeout=aiohttp.ClientTimeout(
+                    total=timeout), **kwargs) as answer:
+                return answer.status, await answer.read()
         except TimeoutError:
             raise RunnerError(f"the Ray cluster at {self.address} did not answer within {timeout:g} s") from None
-        except Exception as exc:  # ConnectionError, its RuntimeError for a refused version check
+        except aiohttp.ClientError as exc:
             raise RunnerError(f"cannot reach the Ray cluster at {self.address}: {_reason(exc)}") from None
-        about = await self._call(self._about)
-        return str(about.get("ray_version") or about.get("version") or "?")
 
-    def _about(self) -> dict[str, Any]:
-        """The job server's /api/version: its Ray version among others."""
-        import requests
-
-        answer = requests.get(f"{self.address}/api/version", headers=self._headers, timeout=CONNECT_TIMEOUT)
-        answer.raise_for_status()
-        return dict(answer.json())
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._client is None:
-            raise RunnerError("not connected to the Ray cluster")
+    async def _json(self, method: str, path: str, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> Any:
+        status, body = await self._request(method, path, timeout, **kwargs)
+        text = body.decode("utf-8", "replace")
+        if status != 200:
+            raise ServerError(f"the Ray cluster at {self.address} answered {status}: {_reason(text)}", text)
         try:
-            return await in_thread(lambda: fn(*args, **kwargs), timeout=CALL_TIMEOUT)
-        except TimeoutError:
-            raise RunnerError(f"the Ray cluster at {self.address} did not answer within {CALL_TIMEOUT:g} s") from None
-        except RuntimeError as exc:
-            raise ServerError(f"the Ray cluster at {self.address}: {_reason(exc)}", str(exc)) from None
-        except Exception as exc:  # requests' connection errors, mostly
-            raise RunnerError(f"the Ray cluster at {self.address} is unreachable: {_reason(exc)}") from None
+            return json.loads(text) if text.strip() else {}
+        except ValueError:
+            raise RunnerError(f"the Ray cluster at {self.address} answered what is not JSON: {_reason(text)}") from None
+
+    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> str:
+        """Reach the server; the cluster's Ray version."""
+        try:
+            about = await self._json("GET", "/api/version", timeout)
+        except ServerError as exc:
+            raise RunnerError(f"{exc} (is it a Ray dashboard's address?)") from None
+        if not isinstance(about, dict) or "ray_version" not in about:
+            raise RunnerError(f"{self.address} does not answer as a Ray job server does")
+        return str(about["ray_version"])
+
+    async def upload(self, folder: Path) -> str:
+        """The folder as a package on the cluster (sent when it is not there yet); its URI."""
+        name, data = await asyncio.to_thread(package, folder)
+        path = f"/api/packages/gcs/{name}"
+        status, _ = await self._request("GET", path)  # also pins it while the job is submitted
+        if status == 404:
+            await self._json("PUT", path, data=data)
+            await self._request("GET", path)
+        elif status != 200:
+            raise RunnerError(f"the Ray cluster at {self.address} answered {status} about a package")
+        return f"gcs://{name}"
 
     async def submit(self, submission_id: str, entrypoint: str, runtime_env: dict[str, Any],
                      resources: dict[str, float], metadata: dict[str, str]) -> bool:
-        """Submit a job; False when one with this id is there already (a retried start)."""
-        # The snapshot honours .gitignore already; Ray would apply it again and drop params.yaml
-        # where a repository ignores it.
-        os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"
+        """Submit a job (``runtime_env["working_dir"]``: a folder here, uploaded); False when one
+        with this id is there already (a retried start)."""
+        env = dict(runtime_env)
+        if env.get("working_dir"):
+            env["working_dir"] = await self.upload(Path(env["working_dir"]))
+        body = {"entrypoint": entrypoint, "submission_id": submission_id, "runtime_env": env,
+                "metadata": metadata, "entrypoint_num_cpus": resources.get("num_cpus") or 0,
+                "entrypoint_num_gpus": resources.get("num_gpus") or 0}
         try:
-            await self._call(self._client.submit_job, entrypoint=entrypoint, submission_id=submission_id,
-                             runtime_env=runtime_env, metadata=metadata,
-                             entrypoint_num_cpus=resources.get("num_cpus"),
-                             entrypoint_num_gpus=resources.get("num_gpus") or None)
+            await self._json("POST", "/api/jobs/", json=body)
         except ServerError as exc:
             if "already exists" in exc.detail:
                 return False
             raise
         return True
 
-    async def info(self, submission_id: str) -> Any:
-        """Ray's JobDetails; None when the cluster has no such job."""
+    async def info(self, submission_id: str) -> JobInfo | None:
+        """The job's details; None when the cluster has no such job."""
         try:
-            return await self._call(self._client.get_job_info, submission_id)
+            return JobInfo.from_json(await self._json("GET", f"/api/jobs/{quote(submission_id)}"))
         except ServerError as exc:
             if "does not exist" in exc.detail:
                 return None
             raise
 
     async def stop(self, submission_id: str) -> None:
-        await self._call(self._client.stop_job, submission_id)
+        await self._json("POST", f"/api/jobs/{quote(submission_id)}/stop")
 
     async def full_log(self, submission_id: str) -> bytes:
         """The job's whole log, as ``get_job_logs`` gives it."""
-        text = await self._call(self._client.get_job_logs, submission_id)
-        return str(text).encode("utf-8", errors="surrogateescape")
+        answer = await self._json("GET", f"/api/jobs/{quote(submission_id)}/logs")
+        return str(answer.get("logs") or "").encode("utf-8", errors="surrogateescape")
 
     async def stream(self, node_id: str, submission_id: str, follow: bool = True) -> AsyncIterator[bytes]:
         """The job's driver log from its first byte, then as it grows (until the caller stops);
         without ``follow``, up to its end."""
         import aiohttp
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=CONNECT_TIMEOUT, sock_read=None))
         params = {"node_id": node_id, "filename": f"job-driver-{submission_id}.log", "lines": "-1"}
         if follow:
             params["interval"] = "0.1"
         url = f"{self.address}/api/v0/logs/{'stream' if follow else 'file'}"
-        async with self._session.get(url, params=params) as answer:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=None)
+        async with self._http().get(url, params=params, timeout=timeout) as answer:
             if answer.status != 200:
                 raise RunnerError(f"the Ray cluster's log API answered {answer.status}")
             async for block in answer.content.iter_any():
@@ -171,6 +218,6 @@ class JobServer:
             await session.close()
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from trainboard.backend import events as ev
 from trainboard.backend.runners.base import Capabilities, Host, JobHandle, JobSpec, JobStatus, Notify, RunnerError
 from trainboard.backend.runners.local import copy_files, copy_out
-from trainboard.backend.runners.ray.client import TERMINAL, JobServer, cluster_headers
+from trainboard.backend.runners.ray.client import TERMINAL, JobInfo, JobServer, cluster_headers
 from trainboard.backend.runners.ray.entry import ARTIFACT_DIR, write_scripts
 from trainboard.backend.runners.ray.head import LocalHead
 from trainboard.backend.runners.ray.logs import LogPump
@@ -45,7 +45,7 @@ class RayRunner:
         self.outputs = self.files / "ray-outputs"  # a local head's jobs write their outputs here
         # A head of its own runs here: the job shares this machine's files (a SQLite MLflow store,
         # a folder DVC remote) and writes its outputs where fetch() reads them.
-        self.capabilities = Capabilities(shares_filesystem=bool(config.local))
+        self.capabilities = Capabilities(shares_filesystem=bool(config.local or config.shared_filesystem))
         self.head: LocalHead | None = None
         self.server: JobServer | None = None
         self.version = ""
@@ -153,7 +153,7 @@ class RayRunner:
 
     def _runtime_env(self, env: dict[str, str]) -> dict[str, Any]:
         env_vars = {**env, "PYTHONUNBUFFERED": "1", "RAY_JOB_STOP_WAIT_TIME_S": str(self.config.stop_wait_seconds)}
-        if self.head is not None:
+        if self.capabilities.shares_filesystem:
             env_vars["TRAINBOARD_OUTPUT_DIR"] = str(self.outputs.resolve())
         return {"working_dir": str(self.working_dir), "env_vars": env_vars}
 
@@ -189,7 +189,7 @@ class RayRunner:
         if info is None:
             pump.close()
             return JobStatus(running=False, exit_code=None)
-        if getattr(info, "driver_node_id", None):
+        if info.driver_node_id:
             pump.start(info.driver_node_id)
         status = _status(info)
         self._show_job(handle.exit_path, status)
@@ -311,9 +311,9 @@ class RayRunner:
             self._stopped_head = {**head.state(), "stopped": True}
 
 
-def _status(info: Any) -> str:
+def _status(info: JobInfo) -> str:
     """Ray's word for a job's state (PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED)."""
-    return str(getattr(info.status, "value", info.status))
+    return info.status
 
 
 def _metadata(env: dict[str, str]) -> dict[str, str]:
