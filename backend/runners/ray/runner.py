@@ -1,6 +1,6 @@
 """The `ray` runner: the job as a Ray job, through a cluster's Job Submission API.
 
-The run's snapshot is the job's ``runtime_env.working_dir`` (Ray uploads it); the job's env goes
+The run's snapshot is the job's ``runtime_env.working_dir`` (uploaded as a package); the job's env goes
 in ``runtime_env.env_vars``; its submission id is the run id, so a retried start finds the job it
 started instead of starting a second. Its log comes back through :class:`LogPump`; its status,
 exit code and stop through the job server. With ``local: true`` the runner starts a head on
@@ -42,9 +42,9 @@ class RayRunner:
         self.config, self.run_dir, self.run_id = config, Path(run_dir), run_id
         self.files = self.run_dir / "runner"  # raw logs (secrets and all), removed at teardown
         self.working_dir = self.files / "ray-working-dir"
-        self.outputs = self.files / "ray-outputs"  # a local head's jobs write their outputs here
-        # A head of its own runs here: the job shares this machine's files (a SQLite MLflow store,
-        # a folder DVC remote) and writes its outputs where fetch() reads them.
+        self.outputs = self.files / "ray-outputs"  # where a job that sees this machine's files leaves its outputs
+        # A head of the run's own, or a cluster whose nodes see this machine's files: the job opens
+        # a SQLite MLflow store by its path and leaves its outputs where fetch() reads them.
         self.capabilities = Capabilities(shares_filesystem=bool(config.local or config.shared_filesystem))
         self.head: LocalHead | None = None
         self.server: JobServer | None = None
