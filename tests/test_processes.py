@@ -108,8 +108,10 @@ def test_two_processes_train_exactly_as_one(tmp_path: Path) -> None:
     both processes: without dropout, every progress line's loss and the final scores are one
     process's (to the printed digits)."""
     model = _no_dropout_model(tmp_path / "model")
+    data = tmp_path / "intents.csv"  # the example's own data: a fresh clone has no ../shared beside it
+    subprocess.run([PY, str(EXAMPLE / "make_data.py"), "--out", str(data)], check=True, capture_output=True)
     params = {**TINY, "max_train_samples": 96, "max_eval_samples": 60, "log_every": 1, "model": str(model),
-              "data": str(ROOT.parent / "shared" / "data" / "atis_intents.csv"), "evals_per_epoch": 2}
+              "data": str(data), "evals_per_epoch": 2}
     outputs = {}
     for processes in (1, 2):
         work = tmp_path / f"p{processes}"
