@@ -76,6 +76,11 @@ def test_a_run_on_a_ray_cluster_end_to_end(repo: Path, ray_head: LocalHead) -> N
     job = ray_jobs(ray_head)[record["run_id"]]
     assert str(job.status) in ("SUCCEEDED", "JobStatus.SUCCEEDED")
     assert job.metadata["branch"] == "main" and job.metadata["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    # The plain output follows the Ray job's status, each change once.
+    runner_lines = [line for line in proc.stdout.splitlines() if line.startswith("  runner ray:")]
+    assert f"  runner ray: training (ray job {record['run_id']}: running)" in runner_lines
+    assert runner_lines.count(f"  runner ray: training (ray job {record['run_id']}: succeeded)") == 1
+    assert all(a != b for a, b in zip(runner_lines, runner_lines[1:], strict=False)), runner_lines
     log = (run_dir / "job.log").read_text()
     assert log.count("epoch 2: f1=0.800") == 1 and "token" in log
     for text in (log, proc.stdout, proc.stderr, (run_dir / "report.md").read_text(), json.dumps(record)):

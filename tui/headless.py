@@ -102,6 +102,7 @@ class HeadlessView:
         self._final: Comparison | None = None  # the run's comparison, for the last lines
         self._job_code: int | None = None
         self._run_id = ""
+        self._runner_line = ""
         self.out = out or sys.stdout
         self.console = output_console(self.out)  # the width rule `compare` follows too
         self.err = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
@@ -120,9 +121,14 @@ class HeadlessView:
                 self._say(f"run {event.run_id} · branch {event.branch} @ {event.commit[:7] or '(none)'} "
                           f"· runner {event.runner_kind} · files in {event.run_dir}", "bold")
             case ev.RunnerChanged(state=state, kind=kind, address=address, details=details):
-                step = dict(details).get("step", "")
-                self._say(f"  runner {kind}: {state}" + (f": {step}" if step else "")
-                          + (f" ({address})" if address else ""), "dim")
+                told = dict(details)
+                step = told.get("step", "")
+                job = f"ray job {told['ray job']}: {told.get('job status', '')}" if "ray job" in told else ""
+                line = (f"  runner {kind}: {state}" + (f": {step}" if step else "") + (f" ({job})" if job else "")
+                        + (f" ({address})" if address else ""))
+                if line != self._runner_line:  # a runner's report that changes nothing shown is not repeated
+                    self._runner_line = line
+                    self._say(line, "dim")
             case ev.TrackingReady():
                 self._say(f"  mlflow run {event.mlflow_run_id} in {event.experiment!r}", "dim")
             case ev.BaselineFound():
