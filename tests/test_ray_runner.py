@@ -374,3 +374,15 @@ def test_a_cluster_that_shares_this_machines_files_gets_the_store_and_leaves_out
     assert env["TRAINBOARD_OUTPUT_DIR"] == str((run_dir / "runner" / "ray-outputs").resolve())
     assert "upload" not in (run_dir / "job.log").read_text()
     assert not list(repo.rglob("trainboard-outputs"))  # nothing went through MLflow's artifacts
+
+
+def test_a_sweep_on_a_ray_cluster_is_a_ray_job_a_member(repo: Path, ray_head: LocalHead) -> None:  # noqa: F811
+    on_ray(repo, ray_head.address, shared_filesystem=True)
+    proc = run_cli(["run", "tb.yaml", "--no-tui", "--sweep", "params.epochs=1,2"], cwd=repo)
+    assert proc.returncode in (ExitCode.OK, ExitCode.GATE_FAILED), proc.stdout[-3000:] + proc.stderr
+    members = records(repo)
+    assert len(members) == 2
+    jobs = ray_jobs(ray_head)
+    for record in members:
+        assert "SUCCEEDED" in str(jobs[record["run_id"]].status)
+    assert sorted(r["comparison"]["rows"][0]["after"] for r in members) == [pytest.approx(0.7), pytest.approx(0.8)]
