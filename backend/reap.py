@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from trainboard.backend.reap_ray import reap_heads
 from trainboard.backend.runners.base import PreflightError, RunnerError
 from trainboard.backend.runners.ec2 import teardown
 from trainboard.backend.runners.ec2.client import aws_config, aws_session
@@ -216,8 +217,6 @@ def reap(root: Path, region: str | None, dry_run: bool, echo: Callable[[str], No
     asked or something could not be deleted.
     """
     store = RunStore(Path(root))
-    from trainboard.backend.reap_ray import reap_heads
-
     reap_heads(store, pid_alive, dry_run, echo)  # Ray heads of this machine's runs: no AWS needed
     try:
         session = aws_session(region)

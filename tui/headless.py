@@ -123,7 +123,8 @@ class HeadlessView:
             case ev.RunnerChanged(state=state, kind=kind, address=address, details=details):
                 told = dict(details)
                 step = told.get("step", "")
-                job = f"ray job {told['ray job']}: {told.get('job status', '')}" if "ray job" in told else ""
+                # a runner that names its job (the Ray runner: the job's id on the cluster, and its status)
+                job = f"{kind} job {told['job']}: {told.get('job status', '')}" if "job" in told else ""
                 line = (f"  runner {kind}: {state}" + (f": {step}" if step else "") + (f" ({job})" if job else "")
                         + (f" ({address})" if address else ""))
                 if line != self._runner_line:  # a runner's report that changes nothing shown is not repeated

@@ -48,11 +48,11 @@ class DvcHook(Hook):
                 dvc.normalize_path((Path(cfg.job.workdir) / output).as_posix())
         except dvc.DvcError as exc:
             raise ctx.loaded.error("dvc", str(exc), fix="see the dvc section of sample_params.yaml") from None
-        if cfg.runner.kind == "ray":
-            # Each Ray job gets its own copy of the snapshot: a push after the job would find
-            # none of what it wrote.
-            raise ctx.loaded.error("runner.kind", "the ray runner cannot run trainboard's DVC steps (a DVC project, "
-                                   "dvc.outputs): a later Ray job would not see what the training job wrote",
+        if not ctx.capabilities.keeps_workspace:
+            # A push after the job would find none of what it wrote.
+            raise ctx.loaded.error("runner.kind", f"the {cfg.runner.kind} runner cannot run trainboard's DVC "
+                                   "steps (a DVC project, dvc.outputs): a later job would not see what the "
+                                   "training job wrote",
                                    fix="run `dvc push` in the job's own command, or its outputs through "
                                        "job.outputs (docs/ray.md); or use the local, ssh or ec2 runner")
         if dvc.is_local_remote(remote) and not ctx.capabilities.shares_filesystem and cfg.dvc.outputs:

@@ -36,6 +36,9 @@ class Capabilities:
     # The job's MLflow calls go through a relay on the host that can say whether some never
     # arrived (:meth:`Runner.undelivered_metrics`).
     relays_tracking: bool = False
+    # The job's workspace stays after it ends, for later steps there (the DVC hook's push); a Ray
+    # job's working dir is a copy of its own, which a later job never sees.
+    keeps_workspace: bool = True
     # The host stops a job that trainboard has not touched for this many seconds (0: no watchdog).
     orphan_timeout: float = 0.0
 

@@ -45,14 +45,14 @@ class RayRunner:
         self.outputs = self.files / "ray-outputs"  # where a job that sees this machine's files leaves its outputs
         # A head of the run's own, or a cluster whose nodes see this machine's files: the job opens
         # a SQLite MLflow store by its path and leaves its outputs where fetch() reads them.
-        self.capabilities = Capabilities(shares_filesystem=bool(config.local or config.shared_filesystem))
+        self.capabilities = Capabilities(shares_filesystem=bool(config.local or config.shared_filesystem),
+                                         keeps_workspace=False)
         self.head: LocalHead | None = None
         self.server: JobServer | None = None
         self.version = ""
         self.notify = None
         self._pumps: dict[str, LogPump] = {}
         self._setup: tuple[str, ...] = ()  # setup commands, run at the start of the job
-        self._tracking: dict[str, str] = {}  # the job's MLflow URI and run id, to fetch outputs
         self._stopped_head: dict[str, Any] | None = None  # the run's head, once teardown stopped it
         self._shown = ("", "")  # the job and status the views were last told
         self._pending_since, self._said_pending = 0.0, False
@@ -103,7 +103,7 @@ class RayRunner:
         if self.notify is not None and self._shown != (submission_id, status):
             self._shown = (submission_id, status)
             self.notify(ev.RunnerChanged(state="ready", kind=self.kind, at=time.time(), details=(
-                ("ray job", submission_id), ("job status", status.lower()))))
+                ("job", submission_id), ("job status", status.lower()))))
 
     def _say(self, state: str, message: str = "") -> None:
         if self.notify is None:
@@ -139,7 +139,6 @@ class RayRunner:
                       stop_on_error=spec.stop_on_error, outputs=spec.outputs)
         entrypoint = await asyncio.to_thread(write_scripts, self.working_dir, job, list(spec.outputs),
                                              not self.capabilities.shares_filesystem)
-        self._tracking = {k: v for k, v in spec.env.items() if k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
         fresh = await self._server().submit(sid, entrypoint, self._runtime_env(spec.env), self._resources(),
                                             _metadata(spec.env))
         if fresh:
@@ -240,10 +239,14 @@ class RayRunner:
         raise RunnerError(f"the Ray job {handle.exit_path} did not stop within {waited:g} s")
 
     async def read_job_env(self, handle: JobHandle) -> dict[str, str]:
+        return await self._job_env(handle.exit_path)
+
+    async def _job_env(self, submission_id: str) -> dict[str, str]:
+        """The env a job was submitted with (its runtime_env's env_vars); {} when it cannot tell."""
         with contextlib.suppress(RunnerError):
-            info = await self._server().info(handle.exit_path)
+            info = await self._server().info(submission_id)
             if info is not None:
-                return dict((info.runtime_env or {}).get("env_vars") or {})
+                return dict(info.runtime_env.get("env_vars") or {})
         return {}
 
     # -- what the job leaves ----------------------------------------------------------------
@@ -251,11 +254,14 @@ class RayRunner:
     async def fetch(self, relpath: str, dest: Path) -> bool:
         if self.capabilities.shares_filesystem:
             return await asyncio.to_thread(copy_out, self.outputs / relpath, dest)
-        return await asyncio.to_thread(self._download, relpath, dest)
+        # The MLflow run the job uploaded them to, as the cluster keeps the training job's env
+        # (an attach knows it too).
+        env = await self._job_env(self.run_id)
+        return await asyncio.to_thread(self._download, env.get("MLFLOW_TRACKING_URI"), env.get("MLFLOW_RUN_ID"),
+                                       relpath, dest)
 
-    def _download(self, relpath: str, dest: Path) -> bool:
+    def _download(self, uri: str | None, run_id: str | None, relpath: str, dest: Path) -> bool:
         """A remote cluster's outputs: the MLflow run's ``trainboard-outputs/`` artifacts."""
-        uri, run_id = self._tracking.get("MLFLOW_TRACKING_URI"), self._tracking.get("MLFLOW_RUN_ID")
         if not uri or not run_id:
             return False
         from mlflow.tracking import MlflowClient
