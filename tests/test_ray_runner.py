@@ -229,6 +229,9 @@ async def test_detach_then_attach_finishes_the_run(repo: Path, ray_head: LocalHe
             "epoch 1: f1=0.700", "epoch 2: f1=0.800", "epoch 3: f1=0.900"]
         (record,) = records(repo)
         assert record["status"] == "succeeded" and record["comparison"]["rows"][0]["after"] == pytest.approx(0.9)
+        # The attached session found the outputs in the MLflow run the job uploaded them to.
+        run_dir = repo / ".trainboard" / "runs" / record["run_id"]
+        assert json.loads((run_dir / "metrics.json").read_text()) == {"f1": pytest.approx(0.9)}
     finally:
         await server.stop()
 
